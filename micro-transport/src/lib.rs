@@ -16,6 +16,14 @@
 //! feature table (filled in by the transport implementation).
 
 mod body;
+#[cfg(any(feature = "memory", feature = "http"))]
+mod call;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "memory")]
+pub mod memory;
 mod request;
 mod service;
 mod transport;
@@ -25,3 +33,6 @@ pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
 pub use request::{Request, Response};
 pub use service::{Channel, Handler};
 pub use transport::{Capabilities, DynTransport, Listener, Transport};
+
+/// The default largest body (or streamed message) a transport accepts: 4 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 4 * 1024 * 1024;

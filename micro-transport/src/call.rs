@@ -1,0 +1,129 @@
+//! The serving-side plumbing every backend shares: running a handler so that a
+//! panic, a passed deadline or a server shutdown each end the call with the
+//! error the caller can act on, instead of taking the server down or hanging.
+
+use std::{any::Any, panic::AssertUnwindSafe};
+
+use futures::FutureExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Handler, Request, Response, Result};
+
+/// Runs `handler` on `request`, racing it against the request's deadline and
+/// the server's shutdown. The handler's future is dropped (cancelled) when
+/// either wins.
+pub(crate) async fn serve_call(
+    handler: &Handler,
+    request: Request,
+    shutdown: &CancellationToken,
+) -> Result<Response> {
+    let deadline = request.deadline;
+    let call = AssertUnwindSafe(handler.call_once(request)).catch_unwind();
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Err(shutdown_error()),
+        () = sleep_until_deadline(deadline) => Err(deadline_exceeded()),
+        outcome = call => outcome.unwrap_or_else(|panic| Err(panic_error(panic.as_ref()))),
+    }
+}
+
+/// Resolves when `deadline` passes; never, when there is none.
+pub(crate) async fn sleep_until_deadline(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The error of a call whose deadline passed.
+pub(crate) fn deadline_exceeded() -> Error {
+    Error::timeout("the call's deadline passed before it finished")
+}
+
+/// The error of a call cut short because its server shut down.
+pub(crate) fn shutdown_error() -> Error {
+    Error::unavailable("the server shut down before the call finished")
+}
+
+/// The error of a body (or streamed message) over `limit` bytes.
+pub(crate) fn body_too_large(what: &str, size: impl std::fmt::Display, limit: usize) -> Error {
+    Error::resource_exhausted(format!(
+        "{what} of {size} bytes exceeds the limit of {limit} bytes"
+    ))
+}
+
+/// Turns a caught handler panic into the `Internal` error its caller receives.
+///
+/// The panic message is logged on the serving side but not sent: it may hold
+/// details the caller has no business seeing.
+pub(crate) fn panic_error(panic: &(dyn Any + Send)) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "handler panicked");
+    Error::internal("the handler panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ErrorKind;
+
+    fn request() -> Request {
+        Request::new("Test.Call", "x")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_internal() {
+        let handler = Handler::from_fn(|_request: Request| async move {
+            if true {
+                panic!("boom");
+            }
+            Ok(Response::new("unreachable"))
+        });
+        let err = serve_call(&handler, request(), &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal);
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_is_timeout_and_skips_the_handler() {
+        let handler = Handler::from_fn(|_request: Request| async move {
+            panic!("the handler must not run past the deadline")
+        });
+        let past = Instant::now() - Duration::from_millis(1);
+        let err = serve_call(
+            &handler,
+            request().with_deadline(past),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+    }
+
+    #[tokio::test]
+    async fn shutdown_cancels_the_call_as_unavailable() {
+        let handler = Handler::from_fn(|_request: Request| std::future::pending());
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let err = serve_call(&handler, request(), &shutdown)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn panic_payloads_of_both_string_types_are_read() {
+        let text: Box<dyn Any + Send> = Box::new("static");
+        assert_eq!(panic_error(text.as_ref()).kind(), ErrorKind::Internal);
+        let owned: Box<dyn Any + Send> = Box::new(String::from("owned"));
+        assert_eq!(panic_error(owned.as_ref()).kind(), ErrorKind::Internal);
+    }
+}
