@@ -10,19 +10,30 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Handler, Request, Response, Result};
 
-/// Runs `handler` on `request`, racing it against the request's deadline and
-/// the server's shutdown. The handler's future is dropped (cancelled) when
-/// either wins.
+/// Runs `handler` on `request`, racing it against the request's deadline and,
+/// for backends that cancel calls with a token, the server's shutdown. The
+/// handler's future is dropped (cancelled) when either wins.
 pub(crate) async fn serve_call(
     handler: &Handler,
     request: Request,
-    shutdown: &CancellationToken,
+    shutdown: Option<&CancellationToken>,
 ) -> Result<Response> {
     let deadline = request.deadline;
+    // The timer only notices a deadline at its next tick, so one that has
+    // already passed is checked here rather than raced.
+    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+        return Err(deadline_exceeded());
+    }
     let call = AssertUnwindSafe(handler.call_once(request)).catch_unwind();
+    let shutdown = async {
+        match shutdown {
+            Some(shutdown) => shutdown.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
-        () = shutdown.cancelled() => Err(shutdown_error()),
+        () = shutdown => Err(shutdown_error()),
         () = sleep_until_deadline(deadline) => Err(deadline_exceeded()),
         outcome = call => outcome.unwrap_or_else(|panic| Err(panic_error(panic.as_ref()))),
     }
@@ -86,9 +97,7 @@ mod tests {
             }
             Ok(Response::new("unreachable"))
         });
-        let err = serve_call(&handler, request(), &CancellationToken::new())
-            .await
-            .unwrap_err();
+        let err = serve_call(&handler, request(), None).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Internal);
     }
 
@@ -98,13 +107,9 @@ mod tests {
             panic!("the handler must not run past the deadline")
         });
         let past = Instant::now() - Duration::from_millis(1);
-        let err = serve_call(
-            &handler,
-            request().with_deadline(past),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+        let err = serve_call(&handler, request().with_deadline(past), None)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
     }
 
@@ -113,7 +118,7 @@ mod tests {
         let handler = Handler::from_fn(|_request: Request| std::future::pending());
         let shutdown = CancellationToken::new();
         shutdown.cancel();
-        let err = serve_call(&handler, request(), &shutdown)
+        let err = serve_call(&handler, request(), Some(&shutdown))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable);

@@ -60,7 +60,7 @@ impl MemoryChannel {
             },
         )?;
         let deadline = request.deadline;
-        let mut response = serve_call(&server.handler, request, &server.shutdown).await?;
+        let mut response = serve_call(&server.handler, request, Some(&server.shutdown)).await?;
         response.body = limit_body(
             response.body,
             "response body",

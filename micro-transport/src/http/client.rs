@@ -1,0 +1,178 @@
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use ::http::{HeaderValue, Uri, header::CONTENT_TYPE};
+use bytes::Bytes;
+use futures::{FutureExt, future::BoxFuture};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use tokio::time::Instant;
+
+use super::wire::{
+    SERVICE_HEADER, TIMEOUT_HEADER, error_from_response, format_timeout, metadata_from_headers,
+    metadata_into_headers,
+};
+use crate::{
+    Body, Error, Request, Response, Result,
+    call::{body_too_large, deadline_exceeded},
+};
+
+/// The pooled hyper client every channel of one transport shares.
+pub(super) type PooledClient = Client<HttpConnector, Full<Bytes>>;
+
+/// The calling side of the HTTP transport: `POST http://{address}/{endpoint}`
+/// over the transport's connection pool.
+#[derive(Debug, Clone)]
+pub(super) struct HttpChannel {
+    pub(super) client: PooledClient,
+    /// `http://{address}`, without a trailing slash.
+    pub(super) base: Arc<str>,
+    /// The largest request body this side sends and response body it reads.
+    pub(super) max_body_size: usize,
+}
+
+impl tower::Service<Request> for HttpChannel {
+    type Response = Response;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        self.clone().send(request).boxed()
+    }
+}
+
+impl HttpChannel {
+    /// Sends `request`, giving up with `Timeout` when its deadline passes.
+    async fn send(self, request: Request) -> Result<Response> {
+        match request.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.exchange(request))
+                .await
+                .unwrap_or_else(|_| Err(deadline_exceeded())),
+            None => self.exchange(request).await,
+        }
+    }
+
+    async fn exchange(&self, request: Request) -> Result<Response> {
+        let http_request = self.encode(request)?;
+        let response = self.client.request(http_request).await.map_err(|err| {
+            Error::unavailable(format!("calling {} failed", self.base)).with_source(err)
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = self.read_body(body).await?;
+        if !parts.status.is_success() {
+            return Err(error_from_response(parts.status, &body));
+        }
+        let content_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Response {
+            content_type,
+            metadata: metadata_from_headers(&parts.headers),
+            body: Body::Full(body),
+        })
+    }
+
+    /// Builds the HTTP request for a call, refusing what cannot be sent.
+    fn encode(&self, request: Request) -> Result<::http::Request<Full<Bytes>>> {
+        let body = match request.body {
+            Body::Full(bytes) => bytes,
+            Body::Stream(_) => {
+                return Err(Error::unimplemented(
+                    "the http transport does not carry streamed bodies yet",
+                ));
+            }
+        };
+        if body.len() > self.max_body_size {
+            return Err(body_too_large(
+                "request body",
+                body.len(),
+                self.max_body_size,
+            ));
+        }
+        let uri = self.uri(&request.endpoint)?;
+        let mut http_request = ::http::Request::post(uri)
+            .body(Full::new(body))
+            .map_err(|err| {
+                Error::invalid_argument("building the http request failed").with_source(err)
+            })?;
+        let headers = http_request.headers_mut();
+        metadata_into_headers(&request.metadata, headers)?;
+        headers.insert(
+            CONTENT_TYPE,
+            header_value("content type", &request.content_type)?,
+        );
+        if !request.service.is_empty() {
+            headers.insert(
+                SERVICE_HEADER,
+                header_value("service name", &request.service)?,
+            );
+        }
+        if let Some(deadline) = request.deadline {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(deadline_exceeded());
+            }
+            headers.insert(
+                TIMEOUT_HEADER,
+                header_value("timeout", &format_timeout(remaining))?,
+            );
+        }
+        Ok(http_request)
+    }
+
+    fn uri(&self, endpoint: &str) -> Result<Uri> {
+        let invalid = || {
+            Error::invalid_argument(format!(
+                "endpoint {endpoint:?} cannot be a URL path segment"
+            ))
+        };
+        if endpoint.is_empty() || endpoint.contains(['/', '?', '#', '%']) {
+            return Err(invalid());
+        }
+        format!("{}/{endpoint}", self.base)
+            .parse()
+            .map_err(|err| invalid().with_source(err))
+    }
+
+    /// Reads a response body, refusing one over the limit without reading it
+    /// when its length is declared, and as soon as it passes the limit otherwise.
+    async fn read_body(&self, body: hyper::body::Incoming) -> Result<Bytes> {
+        let max = self.max_body_size;
+        let declared = body.size_hint().lower();
+        if declared > max as u64 {
+            return Err(body_too_large("response body", declared, max));
+        }
+        match Limited::new(body, max).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(err) if err.is::<LengthLimitError>() => Err(body_too_large(
+                "response body",
+                format!("more than {max}"),
+                max,
+            )),
+            Err(err) => Err(Error::unavailable(format!(
+                "reading the response from {} failed",
+                self.base
+            ))
+            .with_source(err)),
+        }
+    }
+}
+
+fn header_value(what: &str, value: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(value).map_err(|err| {
+        Error::invalid_argument(format!(
+            "the {what} {value:?} is not a valid HTTP header value"
+        ))
+        .with_source(err)
+    })
+}

@@ -1,0 +1,99 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DEFAULT_MAX_BODY_SIZE;
+
+/// Settings of an [`HttpTransport`](super::HttpTransport).
+///
+/// Deserializes from any serde format; missing fields take their defaults and
+/// durations are whole milliseconds.
+///
+/// ```
+/// use std::time::Duration;
+/// use micro_transport::http::HttpConfig;
+///
+/// let config: HttpConfig = serde_json::from_str(r#"{"max_body_size": 1048576, "connect_timeout_ms": 250}"#).unwrap();
+/// assert_eq!(config.max_body_size, 1024 * 1024);
+/// assert_eq!(config.connect_timeout, Duration::from_millis(250));
+/// assert_eq!(config.pool_idle_timeout, HttpConfig::default().pool_idle_timeout);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// The largest request body a server reads and the largest response body a
+    /// client reads, in bytes. Over it, a server answers 413 with code
+    /// `resource_exhausted` (judged from `Content-Length` before reading, and
+    /// enforced while reading a body of unknown length), and a client fails
+    /// with `ResourceExhausted` without sending or reading the body.
+    /// Default: 4 MiB.
+    pub max_body_size: usize,
+    /// How long a client waits for a TCP connection before the call fails
+    /// with `Unavailable`. Default: 5 s.
+    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    pub connect_timeout: Duration,
+    /// How long an idle pooled client connection is kept open. Default: 90 s.
+    #[serde(rename = "pool_idle_timeout_ms", with = "millis")]
+    pub pool_idle_timeout: Duration,
+    /// The most idle connections a client keeps per server address. Default: 32.
+    pub pool_max_idle_per_host: usize,
+    /// Whether a client speaks HTTP/2 over cleartext (h2c, prior knowledge)
+    /// instead of HTTP/1.1: one multiplexed connection per server. Servers
+    /// always accept both. Default: false.
+    pub http2_prior_knowledge: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            connect_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 32,
+            http2_prior_knowledge: false,
+        }
+    }
+}
+
+/// Serializes a `Duration` as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        duration: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let config = HttpConfig {
+            http2_prior_knowledge: true,
+            connect_timeout: Duration::from_millis(1500),
+            ..HttpConfig::default()
+        };
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["connect_timeout_ms"], 1500);
+        assert_eq!(serde_json::from_value::<HttpConfig>(json).unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(serde_json::from_str::<HttpConfig>(r#"{"max_body":1}"#).is_err());
+    }
+}

@@ -1,0 +1,345 @@
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use ::http::{
+    HeaderValue, Method, StatusCode,
+    header::{CONTENT_TYPE, HeaderMap},
+};
+use bytes::Bytes;
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{
+        conn::auto,
+        graceful::{GracefulShutdown, Watcher},
+    },
+};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+    task::JoinSet,
+    time::Instant,
+};
+
+use super::wire::{
+    SERVICE_HEADER, TIMEOUT_HEADER, error_response, error_response_with_status,
+    metadata_from_headers, metadata_into_headers, parse_timeout,
+};
+use crate::{
+    Body, Error, Handler, Listener, Request, Result,
+    call::{body_too_large, deadline_exceeded, serve_call},
+};
+
+/// How long the accept loop pauses after a failed accept (such as running out
+/// of file descriptors), so it does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What every request of one server shares.
+struct ServerState {
+    handler: Handler,
+    max_body_size: usize,
+}
+
+/// Binds `address` and serves `handler` on it until the returned listener is shut down.
+pub(super) async fn listen(
+    address: &str,
+    handler: Handler,
+    max_body_size: usize,
+) -> Result<Listener> {
+    let bind_to = bind_address(address);
+    let listener = TcpListener::bind(&bind_to)
+        .await
+        .map_err(|err| Error::from(err).context(format!("binding {bind_to}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|err| Error::from(err).context("reading the bound address"))?;
+    tracing::debug!(address = %local, "http server listening");
+    let state = Arc::new(ServerState {
+        handler,
+        max_body_size,
+    });
+    let (stop, stopped) = oneshot::channel();
+    let server = tokio::spawn(serve(listener, state, stopped));
+    Ok(Listener::new(local.to_string(), move |grace| {
+        Box::pin(async move {
+            // The server task may have stopped already if its runtime is
+            // shutting down; then there is nothing left to stop.
+            let _ = stop.send(grace);
+            server
+                .await
+                .map_err(|err| Error::internal("the http server task failed").with_source(err))
+        })
+    }))
+}
+
+/// Where to bind: `""` is a free loopback port, `:8080` is every interface.
+fn bind_address(address: &str) -> String {
+    let address = address.trim();
+    let address = address.strip_prefix("http://").unwrap_or(address);
+    if address.is_empty() {
+        "127.0.0.1:0".to_owned()
+    } else if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.to_owned()
+    }
+}
+
+/// Accepts connections until told to stop, then drains them for the grace period.
+async fn serve(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut stop: oneshot::Receiver<Duration>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let grace = loop {
+        tokio::select! {
+            // A dropped sender means the listener was dropped: stop with no grace.
+            grace = &mut stop => break grace.unwrap_or(Duration::ZERO),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, builder.clone(), graceful.watcher(), state.clone()));
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    };
+    let address = listener.local_addr().ok();
+    // Closing the socket first makes new connections fail at once.
+    drop(listener);
+    // Idle connections close now; busy ones once their calls are answered.
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            connections = connections.len(),
+            "http server grace period over; closing connections with calls in flight"
+        );
+    }
+    // Dropping a connection drops the handler futures running on it, which
+    // cancels the calls still in flight.
+    connections.shutdown().await;
+    tracing::debug!(?address, "http server stopped");
+}
+
+/// Serves one connection, HTTP/1.1 or h2c, until it closes or a graceful
+/// shutdown closes it.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    state: Arc<ServerState>,
+) {
+    // Calls are small request/response exchanges: send them without Nagle's delay.
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
+    }
+    let service = hyper::service::service_fn(move |request| handle(state.clone(), request));
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = watcher.watch(connection).await {
+        tracing::debug!(%peer, error = %err, "http connection ended with an error");
+    }
+}
+
+/// Answers one HTTP request. Every failure becomes an error response, so the
+/// connection itself never fails because of what a request contained.
+async fn handle(
+    state: Arc<ServerState>,
+    request: ::http::Request<Incoming>,
+) -> Result<::http::Response<Full<Bytes>>, Infallible> {
+    if request.method() != Method::POST {
+        let error = Error::unimplemented(format!(
+            "method {} is not allowed: call an endpoint with POST /{{endpoint}}",
+            request.method()
+        ));
+        return Ok(error_response_with_status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &error,
+        ));
+    }
+    Ok(match answer(&state, request).await {
+        Ok(response) => response,
+        Err(Rejection::BodyTooLarge(error)) => {
+            error_response_with_status(StatusCode::PAYLOAD_TOO_LARGE, &error)
+        }
+        Err(Rejection::Failed(error)) => error_response(&error),
+    })
+}
+
+/// Why a request got no successful answer.
+enum Rejection {
+    /// The request body was over the limit: 413 rather than the kind's own 429.
+    BodyTooLarge(Error),
+    /// Anything else, answered with the kind's status.
+    Failed(Error),
+}
+
+impl From<Error> for Rejection {
+    fn from(error: Error) -> Rejection {
+        Rejection::Failed(error)
+    }
+}
+
+async fn answer(
+    state: &ServerState,
+    request: ::http::Request<Incoming>,
+) -> Result<::http::Response<Full<Bytes>>, Rejection> {
+    let (parts, body) = request.into_parts();
+    let (service, endpoint) = route(parts.uri.path())?;
+    let deadline = deadline(&parts.headers)?;
+    let service = match service {
+        Some(service) => service.to_owned(),
+        None => header(&parts.headers, SERVICE_HEADER)?.unwrap_or_default(),
+    };
+    let content_type = header(&parts.headers, CONTENT_TYPE.as_str())?
+        .unwrap_or_else(|| "application/json".to_owned());
+    let body = read_body(body, state.max_body_size, deadline).await?;
+    let request = Request {
+        service,
+        endpoint: endpoint.to_owned(),
+        content_type,
+        metadata: metadata_from_headers(&parts.headers),
+        deadline,
+        body: Body::Full(body),
+    };
+    let response = serve_call(&state.handler, request, None).await?;
+    let body = match response.body {
+        Body::Full(bytes) => bytes,
+        Body::Stream(_) => {
+            return Err(Error::unimplemented(
+                "the handler answered with a stream, which the http transport does not carry yet",
+            )
+            .into());
+        }
+    };
+    let mut answer = ::http::Response::new(Full::new(body));
+    if let Err(err) = metadata_into_headers(&response.metadata, answer.headers_mut()) {
+        return Err(err.context("the handler's response metadata").into());
+    }
+    if !response.content_type.is_empty() {
+        let content_type = HeaderValue::from_str(&response.content_type).map_err(|err| {
+            Error::internal("the handler's content type is not a valid HTTP header value")
+                .with_source(err)
+        })?;
+        answer.headers_mut().insert(CONTENT_TYPE, content_type);
+    }
+    Ok(answer)
+}
+
+/// Splits `/{endpoint}` or `/{service}/{endpoint}`.
+fn route(path: &str) -> Result<(Option<&str>, &str)> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (service, endpoint) = match path.split_once('/') {
+        Some((service, endpoint)) => (Some(service), endpoint),
+        None => (None, path),
+    };
+    if endpoint.is_empty() || endpoint.contains('/') || service.is_some_and(str::is_empty) {
+        return Err(Error::not_found(format!(
+            "no endpoint at {:?}: call POST /{{endpoint}} or POST /{{service}}/{{endpoint}}, such as POST /Greeter.Hello",
+            format!("/{path}")
+        )));
+    }
+    Ok((service, endpoint))
+}
+
+/// The deadline the caller's [`TIMEOUT_HEADER`] asks for, if any.
+fn deadline(headers: &HeaderMap) -> Result<Option<Instant>> {
+    let Some(timeout) = header(headers, TIMEOUT_HEADER)? else {
+        return Ok(None);
+    };
+    let timeout = parse_timeout(&timeout)?;
+    // A timeout too large to represent is as good as none.
+    Ok(Instant::now().checked_add(timeout))
+}
+
+/// A header's value as text; one that is not visible ASCII is `InvalidArgument`.
+fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>> {
+    headers
+        .get(name)
+        .map(|value| {
+            value.to_str().map(str::to_owned).map_err(|err| {
+                Error::invalid_argument(format!("header {name} is not visible ASCII"))
+                    .with_source(err)
+            })
+        })
+        .transpose()
+}
+
+/// Reads the whole request body, refusing one over `max` before reading it
+/// when its length is declared, and as soon as it passes `max` otherwise.
+async fn read_body(
+    body: Incoming,
+    max: usize,
+    deadline: Option<Instant>,
+) -> Result<Bytes, Rejection> {
+    let declared = body.size_hint().lower();
+    if declared > max as u64 {
+        return Err(Rejection::BodyTooLarge(body_too_large(
+            "request body",
+            declared,
+            max,
+        )));
+    }
+    let read = Limited::new(body, max).collect();
+    let collected = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, read)
+            .await
+            .map_err(|_| deadline_exceeded())?,
+        None => read.await,
+    };
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(Rejection::BodyTooLarge(body_too_large(
+            "request body",
+            format!("more than {max}"),
+            max,
+        ))),
+        Err(err) => Err(Error::invalid_argument("reading the request body failed")
+            .with_source(err)
+            .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn both_path_forms_route() {
+        assert_eq!(route("/Greeter.Hello").unwrap(), (None, "Greeter.Hello"));
+        assert_eq!(
+            route("/greeter/Greeter.Hello").unwrap(),
+            (Some("greeter"), "Greeter.Hello")
+        );
+    }
+
+    #[test]
+    fn other_paths_are_not_found() {
+        for path in ["/", "", "/a/b/c", "/greeter/", "//Greeter.Hello"] {
+            assert_eq!(
+                route(path).unwrap_err().kind(),
+                ErrorKind::NotFound,
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn bind_addresses_default_to_loopback() {
+        assert_eq!(bind_address(""), "127.0.0.1:0");
+        assert_eq!(bind_address(":8080"), "0.0.0.0:8080");
+        assert_eq!(bind_address("http://127.0.0.1:9"), "127.0.0.1:9");
+    }
+}
