@@ -1,0 +1,636 @@
+//! The calling side: call services by name or address, publish messages.
+//!
+//! A [`Client`] looks a service up in the registry (through a watch-fed
+//! cache), lets its [`Selector`] pick a node, dials the node's address with
+//! the transport (keeping one [`Channel`] per address) and sends the request
+//! encoded with a codec. Publishing goes straight to the broker.
+//!
+//! # Timeouts and retries
+//!
+//! | setting | default | per call |
+//! |---|---|---|
+//! | timeout, for the whole call including every retry | 5 s ([`DEFAULT_TIMEOUT`]) | [`CallBuilder::timeout`] |
+//! | retries of retryable errors | 3 ([`DEFAULT_RETRIES`]) | [`CallBuilder::retries`] |
+//! | wait before a retry | 10 ms doubling up to 1 s, jittered ([`Backoff::default`]) | |
+//!
+//! The deadline (now + timeout) travels with the request, so the server stops
+//! working on a call its caller gave up on, and a handler's own calls made
+//! through [`Context::client`](crate::Context::client) inherit it. Only
+//! retryable errors are retried ([`Error::is_retryable`](crate::Error::is_retryable):
+//! `Unavailable`, `Aborted`), which includes a service with no reachable node;
+//! a retry prefers a node that has not failed this call yet. No retry starts
+//! once its backoff would end past the deadline.
+
+mod backoff;
+mod call;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::time::Instant;
+use tower::{Layer, Service as TowerService};
+
+pub use backoff::Backoff;
+pub use call::CallBuilder;
+
+use crate::{
+    Error, ErrorKind, Metadata, Result,
+    broker::{Broker, DynBroker, Message},
+    codec::{self, ContentType},
+    registry::{DynRegistry, Node, Registry},
+    selector::Selector,
+    service::NODE_TRANSPORT,
+    transport::{Body, Channel, DynTransport, Request, Response, Transport},
+};
+
+/// How long a call may take, retries included, unless the call says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many times a call that failed with a retryable error is tried again.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+type ChannelLayer = Arc<dyn Fn(Channel) -> Channel + Send + Sync>;
+
+/// Calls services and publishes messages. Cheap to clone; clones share
+/// connections, the registry cache and round-robin positions.
+///
+/// ```
+/// # async fn demo() -> micro::Result<()> {
+/// use std::time::Duration;
+/// use micro::{Client, registry::memory::MemoryRegistry, broker::memory::MemoryBroker,
+///     transport::memory::MemoryTransport};
+///
+/// let client = Client::builder()
+///     .registry(MemoryRegistry::shared())
+///     .broker(MemoryBroker::shared())
+///     .transport(MemoryTransport::new())
+///     .timeout(Duration::from_secs(2))
+///     .retries(1)
+///     .build()?;
+/// let reply: String = client
+///     .request("greeter", "Greeter.Hello")
+///     .timeout(Duration::from_millis(300))
+///     .metadata("trace-id", "abc")
+///     .send(&"Ada")
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    scope: Option<Arc<Scope>>,
+}
+
+struct Inner {
+    backends: Option<Backends>,
+    selector: Selector,
+    timeout: Duration,
+    retries: u32,
+    backoff: Backoff,
+    layers: Vec<ChannelLayer>,
+    content_type: ContentType,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+struct Backends {
+    registry: DynRegistry,
+    transport: DynTransport,
+    broker: DynBroker,
+}
+
+/// What a client scoped to a handler's call inherits from it.
+struct Scope {
+    deadline: Option<Instant>,
+    metadata: Metadata,
+}
+
+impl Client {
+    /// A client with the given backends and every default (see the
+    /// [module docs](crate::client)).
+    pub fn new(registry: impl Registry, transport: impl Transport, broker: impl Broker) -> Client {
+        Client::builder().build_with(Backends {
+            registry: crate::env::cached(Arc::new(registry)),
+            transport: Arc::new(transport),
+            broker: Arc::new(broker),
+        })
+    }
+
+    /// Starts configuring a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client whose backends come from `MICRO_REGISTRY`, `MICRO_BROKER` and
+    /// `MICRO_TRANSPORT` (see [`env`](crate::env)).
+    pub fn from_env() -> Result<Client> {
+        let config = crate::env::EnvConfig::from_env()?;
+        Client::builder()
+            .registry(config.registry()?)
+            .transport(config.transport()?)
+            .broker(config.broker()?)
+            .build()
+    }
+
+    /// A client whose every call fails with `FailedPrecondition` saying why:
+    /// what a handler served without a client gets from its context.
+    pub(crate) fn detached() -> Client {
+        ClientBuilder::default().build_inner(None)
+    }
+
+    /// This client, with calls bounded by `deadline` and carrying `metadata`.
+    pub(crate) fn scoped(&self, deadline: Option<Instant>, metadata: Metadata) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            scope: Some(Arc::new(Scope { deadline, metadata })),
+        }
+    }
+
+    /// The timeout of calls that do not set their own.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The number of retries of calls that do not set their own.
+    pub fn retries(&self) -> u32 {
+        self.inner.retries
+    }
+
+    /// Starts a call of `endpoint` on the service `service`, to set per-call options.
+    pub fn request(&self, service: impl Into<String>, endpoint: impl Into<String>) -> CallBuilder {
+        CallBuilder::new(self.clone(), service.into(), endpoint.into())
+    }
+
+    /// Calls `endpoint` of a node of `service`, found in the registry.
+    ///
+    /// The request is encoded with the client's content type (JSON unless
+    /// [`ClientBuilder::content_type`] says otherwise) and the reply decoded from
+    /// the content type the server answers with.
+    pub async fn call<Req, Resp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        request: &Req,
+    ) -> Result<Resp>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        self.request(service, endpoint).send(request).await
+    }
+
+    /// Calls `endpoint` of the server at `address`, without the registry.
+    pub async fn call_address<Req, Resp>(
+        &self,
+        address: &str,
+        endpoint: &str,
+        request: &Req,
+    ) -> Result<Resp>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        self.request("", endpoint)
+            .address(address)
+            .send(request)
+            .await
+    }
+
+    /// Calls a protobuf endpoint (one served with
+    /// [`Server::handle_proto`](crate::Server::handle_proto)).
+    pub async fn call_proto<Req, Resp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        request: &Req,
+    ) -> Result<Resp>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        self.request(service, endpoint).send_proto(request).await
+    }
+
+    /// Calls a raw-bytes endpoint (one served with
+    /// [`Server::handle_raw`](crate::Server::handle_raw)).
+    pub async fn call_raw(&self, service: &str, endpoint: &str, body: Bytes) -> Result<Bytes> {
+        self.request(service, endpoint).send_raw(body).await
+    }
+
+    /// Publishes `message` to `topic`, JSON-encoded with a `content-type` header.
+    ///
+    /// A client from [`Context::client`](crate::Context::client) also sends the
+    /// handler's propagated metadata as headers. Waits at most the client's
+    /// timeout for the broker to accept the message.
+    pub async fn publish<T: Serialize + ?Sized>(&self, topic: &str, message: &T) -> Result<()> {
+        self.publish_with(topic, message, Metadata::new()).await
+    }
+
+    /// Publishes `message` to `topic` with extra headers. A `content-type`
+    /// header of `application/msgpack` encodes the message as MessagePack;
+    /// otherwise it is JSON.
+    pub async fn publish_with<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+        headers: Metadata,
+    ) -> Result<()> {
+        let backends = self.backends()?;
+        let content_type = match headers.get("content-type") {
+            Some(name) => ContentType::parse(name)?,
+            None => ContentType::Json,
+        };
+        let body = content_type.encode(message)?;
+        let mut all = self.scope_metadata();
+        all.extend_from(&headers);
+        all.insert("content-type", content_type.as_str());
+        let message = Message { headers: all, body };
+        let deadline = self.deadline_after(self.inner.timeout);
+        tokio::time::timeout_at(deadline, backends.broker.publish(topic, message))
+            .await
+            .map_err(|_| {
+                Error::timeout(format!(
+                    "the broker did not accept a message on {topic:?} in time"
+                ))
+            })?
+            .map_err(|err| err.context(format!("publishing to {topic:?}")))
+    }
+
+    fn backends(&self) -> Result<&Backends> {
+        self.inner.backends.as_ref().ok_or_else(|| {
+            Error::failed_precondition(
+                "this handler's server has no client: serve it through micro::Service, \
+                 or give the Server one with Server::client",
+            )
+        })
+    }
+
+    fn scope_metadata(&self) -> Metadata {
+        self.scope
+            .as_ref()
+            .map(|scope| scope.metadata.clone())
+            .unwrap_or_default()
+    }
+
+    /// Now + `timeout`, but no later than the scope's deadline.
+    fn deadline_after(&self, timeout: Duration) -> Instant {
+        let deadline = Instant::now() + timeout;
+        match self.scope.as_ref().and_then(|scope| scope.deadline) {
+            Some(inherited) => deadline.min(inherited),
+            None => deadline,
+        }
+    }
+
+    /// Sends one call, retrying retryable failures until the deadline.
+    async fn invoke(
+        &self,
+        call: call::CallSpec,
+        content_type: ContentType,
+        body: Bytes,
+    ) -> Result<Response> {
+        let backends = self.backends()?;
+        let timeout = call.timeout.unwrap_or(self.inner.timeout);
+        let mut deadline = self.deadline_after(timeout);
+        if let Some(requested) = call.deadline {
+            deadline = deadline.min(requested);
+        }
+        let mut metadata = self.scope_metadata();
+        metadata.extend_from(&call.metadata);
+        let retries = call.retries.unwrap_or(self.inner.retries);
+        let mut tried = Vec::new();
+        let mut retry = 0;
+        loop {
+            let attempt = Attempt {
+                backends,
+                call: &call,
+                content_type,
+                metadata: metadata.clone(),
+                body: body.clone(),
+                deadline,
+            };
+            let result = tokio::time::timeout_at(deadline, self.attempt(attempt, &mut tried))
+                .await
+                .unwrap_or_else(|_| Err(call.deadline_exceeded(timeout)));
+            match result {
+                Err(err) if err.is_retryable() && retry < retries => {
+                    let delay = self.inner.backoff.delay(retry);
+                    if Instant::now() + delay >= deadline {
+                        return Err(err);
+                    }
+                    tracing::debug!(
+                        target = %call.target(),
+                        endpoint = %call.endpoint,
+                        retry = retry + 1,
+                        error = %err,
+                        "retrying call"
+                    );
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn attempt(&self, attempt: Attempt<'_>, tried: &mut Vec<String>) -> Result<Response> {
+        let address = match &attempt.call.address {
+            Some(address) => address.clone(),
+            None => {
+                let node = self
+                    .pick_node(attempt.backends, &attempt.call.service, tried)
+                    .await?;
+                tried.push(node.id);
+                node.address
+            }
+        };
+        let channel = self.channel(attempt.backends, &address).await?;
+        let request = Request {
+            service: attempt.call.service.clone(),
+            endpoint: attempt.call.endpoint.clone(),
+            content_type: attempt.content_type.as_str().to_owned(),
+            metadata: attempt.metadata,
+            deadline: Some(attempt.deadline),
+            body: Body::Full(attempt.body),
+        };
+        let result = channel.call_once(request).await;
+        if let Err(err) = &result
+            && err.kind() == ErrorKind::Unavailable
+        {
+            // The connection may be what broke: dial afresh next time.
+            self.forget_channel(&address);
+        }
+        result
+    }
+
+    /// A node of `service` reachable over this client's transport, as the selector picks it.
+    async fn pick_node(
+        &self,
+        backends: &Backends,
+        service: &str,
+        tried: &[String],
+    ) -> Result<Node> {
+        let mut services = backends
+            .registry
+            .get_service(service)
+            .await
+            .map_err(|err| err.context(format!("looking up service {service:?}")))?;
+        let scheme = backends.transport.scheme();
+        let mut elsewhere = Vec::new();
+        for entry in &mut services {
+            entry
+                .nodes
+                .retain(|node| match node.metadata.get(NODE_TRANSPORT) {
+                    Some(transport) if transport != scheme => {
+                        elsewhere.push(transport.to_owned());
+                        false
+                    }
+                    _ => true,
+                });
+        }
+        if !elsewhere.is_empty() && services.iter().all(|entry| entry.nodes.is_empty()) {
+            elsewhere.sort();
+            elsewhere.dedup();
+            return Err(Error::unavailable(format!(
+                "service {service:?} has nodes only on transport(s) {}, but this client uses {scheme}",
+                elsewhere.join(", ")
+            )));
+        }
+        self.inner.selector.select(service, &services, tried)
+    }
+
+    async fn channel(&self, backends: &Backends, address: &str) -> Result<Channel> {
+        if let Some(channel) = self.channels().get(address) {
+            return Ok(channel.clone());
+        }
+        let dialed = backends
+            .transport
+            .dial(address)
+            .await
+            .map_err(|err| err.context(format!("dialing {address}")))?;
+        let layered = self
+            .inner
+            .layers
+            .iter()
+            .fold(dialed, |channel, layer| layer(channel));
+        Ok(self
+            .channels()
+            .entry(address.to_owned())
+            .or_insert(layered)
+            .clone())
+    }
+
+    fn forget_channel(&self, address: &str) {
+        self.channels().remove(address);
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+        // Only cloned into and out of under the lock, so a poisoned map is intact.
+        self.inner
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One try of a call.
+struct Attempt<'a> {
+    backends: &'a Backends,
+    call: &'a call::CallSpec,
+    content_type: ContentType,
+    metadata: Metadata,
+    body: Bytes,
+    deadline: Instant,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Client");
+        if let Some(backends) = &self.inner.backends {
+            debug
+                .field("registry", &backends.registry.scheme())
+                .field("transport", &backends.transport.scheme())
+                .field("broker", &backends.broker.scheme());
+        } else {
+            debug.field("detached", &true);
+        }
+        debug
+            .field("selector", &self.inner.selector)
+            .field("timeout", &self.inner.timeout)
+            .field("retries", &self.inner.retries)
+            .field("backoff", &self.inner.backoff)
+            .field("content_type", &self.inner.content_type)
+            .field("scoped", &self.scope.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Client`]; see [`Client::builder`].
+///
+/// Backends not given default to the in-process ones
+/// ([`MemoryRegistry::shared`](crate::registry::memory::MemoryRegistry::shared),
+/// [`MemoryBroker::shared`](crate::broker::memory::MemoryBroker::shared)) and
+/// the HTTP transport, when their features are compiled in.
+pub struct ClientBuilder {
+    registry: Option<DynRegistry>,
+    transport: Option<DynTransport>,
+    broker: Option<DynBroker>,
+    selector: Selector,
+    timeout: Duration,
+    retries: u32,
+    backoff: Backoff,
+    layers: Vec<ChannelLayer>,
+    content_type: ContentType,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> ClientBuilder {
+        ClientBuilder {
+            registry: None,
+            transport: None,
+            broker: None,
+            selector: Selector::default(),
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            backoff: Backoff::default(),
+            layers: Vec::new(),
+            content_type: ContentType::Json,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Where to look services up. Lookups go through a watch-fed cache.
+    pub fn registry(mut self, registry: impl Registry) -> ClientBuilder {
+        self.registry = Some(Arc::new(registry));
+        self
+    }
+
+    /// How to reach nodes.
+    pub fn transport(mut self, transport: impl Transport) -> ClientBuilder {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// Where to publish.
+    pub fn broker(mut self, broker: impl Broker) -> ClientBuilder {
+        self.broker = Some(Arc::new(broker));
+        self
+    }
+
+    /// How to pick a node (default: random, no filters).
+    pub fn selector(mut self, selector: Selector) -> ClientBuilder {
+        self.selector = selector;
+        self
+    }
+
+    /// The time a call may take, retries included (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many times a retryable failure is retried (default 3).
+    pub fn retries(mut self, retries: u32) -> ClientBuilder {
+        self.retries = retries;
+        self
+    }
+
+    /// The wait before each retry (default: 10 ms doubling up to 1 s, jittered).
+    pub fn backoff(mut self, backoff: Backoff) -> ClientBuilder {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The codec of requests sent with [`Client::call`] (default JSON; must be
+    /// JSON or MessagePack).
+    pub fn content_type(mut self, content_type: ContentType) -> ClientBuilder {
+        self.content_type = content_type;
+        self
+    }
+
+    /// Wraps every dialed [`Channel`] in a tower layer. Layers added later wrap
+    /// the ones added before (the last is outermost).
+    pub fn layer<L>(mut self, layer: L) -> ClientBuilder
+    where
+        L: Layer<Channel> + Send + Sync + 'static,
+        L::Service: TowerService<Request, Response = Response, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as TowerService<Request>>::Future: Send + 'static,
+    {
+        self.layers
+            .push(Arc::new(move |channel| Channel::new(layer.layer(channel))));
+        self
+    }
+
+    /// The client. Fails only when a backend was not given and its default's
+    /// feature is not compiled in, or the content type cannot encode serde types.
+    pub fn build(mut self) -> Result<Client> {
+        if !self.content_type.is_serde() {
+            return Err(Error::invalid_argument(format!(
+                "a client's default content type must be {} or {}, not {}",
+                codec::JSON,
+                codec::MSGPACK,
+                self.content_type
+            )));
+        }
+        let registry = match self.registry.take() {
+            Some(registry) => registry,
+            None => crate::env::default_registry()?,
+        };
+        let transport = match self.transport.take() {
+            Some(transport) => transport,
+            None => crate::env::default_transport()?,
+        };
+        let broker = match self.broker.take() {
+            Some(broker) => broker,
+            None => crate::env::default_broker()?,
+        };
+        Ok(self.build_with(Backends {
+            registry: crate::env::cached(registry),
+            transport,
+            broker,
+        }))
+    }
+
+    fn build_with(self, backends: Backends) -> Client {
+        self.build_inner(Some(backends))
+    }
+
+    fn build_inner(self, backends: Option<Backends>) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                backends,
+                selector: self.selector,
+                timeout: self.timeout,
+                retries: self.retries,
+                backoff: self.backoff,
+                layers: self.layers,
+                content_type: self.content_type,
+                channels: Mutex::new(HashMap::new()),
+            }),
+            scope: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("selector", &self.selector)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("backoff", &self.backoff)
+            .field("layers", &self.layers.len())
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,361 @@
+//! Codecs: how messages become bytes and back, chosen by content type.
+//!
+//! | content type | also accepted | encodes |
+//! |---|---|---|
+//! | `application/json` (the default when none is given) | `text/json`, `application/*+json` | any serde type |
+//! | `application/msgpack` | `application/x-msgpack` | any serde type, structs as maps so other languages read field names |
+//! | `application/protobuf` | `application/x-protobuf` | [`prost::Message`] types |
+//! | `application/octet-stream` | | raw [`Bytes`], passed through unchanged |
+//!
+//! An empty JSON body reads as `null`, so endpoints taking `()` or an
+//! `Option` need none. Parameters such as `; charset=utf-8` are ignored and names are compared
+//! case-insensitively. Every failure is an [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+//! error: a malformed body names the type it was decoded into (and, for JSON,
+//! the line and column), an unknown content type lists the supported ones.
+//!
+//! ```
+//! use micro::codec::ContentType;
+//!
+//! let json = ContentType::parse("application/json; charset=utf-8")?;
+//! let bytes = json.encode(&(1, "one"))?;
+//! assert_eq!(&bytes[..], br#"[1,"one"]"#);
+//! let back: (u32, String) = json.decode(&bytes)?;
+//! assert_eq!(back, (1, "one".to_owned()));
+//!
+//! let msgpack = ContentType::parse("application/x-msgpack")?;
+//! assert_eq!(msgpack, ContentType::MsgPack);
+//! # Ok::<(), micro::Error>(())
+//! ```
+
+use std::{any::type_name, fmt};
+
+use bytes::Bytes;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{Error, Result};
+
+/// The JSON content type.
+pub const JSON: &str = "application/json";
+/// The MessagePack content type.
+pub const MSGPACK: &str = "application/msgpack";
+/// The protobuf content type.
+pub const PROTOBUF: &str = "application/protobuf";
+/// The raw bytes content type.
+pub const OCTET_STREAM: &str = "application/octet-stream";
+
+/// Every content type micro understands, in its canonical spelling.
+pub const SUPPORTED: [&str; 4] = [JSON, MSGPACK, PROTOBUF, OCTET_STREAM];
+
+/// A content type micro can encode and decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ContentType {
+    /// `application/json`: any serde type.
+    #[default]
+    Json,
+    /// `application/msgpack`: any serde type, structs encoded as maps.
+    MsgPack,
+    /// `application/protobuf`: [`prost::Message`] types.
+    Protobuf,
+    /// `application/octet-stream`: raw bytes.
+    Raw,
+}
+
+impl ContentType {
+    /// Recognises a content type; an empty string is JSON.
+    ///
+    /// Unknown types are an `InvalidArgument` error listing the supported ones.
+    pub fn parse(content_type: &str) -> Result<ContentType> {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "" | JSON | "text/json" => Ok(ContentType::Json),
+            MSGPACK | "application/x-msgpack" | "application/vnd.msgpack" => {
+                Ok(ContentType::MsgPack)
+            }
+            PROTOBUF | "application/x-protobuf" => Ok(ContentType::Protobuf),
+            OCTET_STREAM => Ok(ContentType::Raw),
+            other if other.starts_with("application/") && other.ends_with("+json") => {
+                Ok(ContentType::Json)
+            }
+            _ => Err(Error::invalid_argument(format!(
+                "unsupported content type {content_type:?}; supported: {}",
+                SUPPORTED.join(", ")
+            ))),
+        }
+    }
+
+    /// The canonical name (`application/json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentType::Json => JSON,
+            ContentType::MsgPack => MSGPACK,
+            ContentType::Protobuf => PROTOBUF,
+            ContentType::Raw => OCTET_STREAM,
+        }
+    }
+
+    /// Whether this codec encodes serde types (JSON and MessagePack).
+    pub fn is_serde(self) -> bool {
+        matches!(self, ContentType::Json | ContentType::MsgPack)
+    }
+
+    /// Encodes a serde value. Only JSON and MessagePack encode serde types;
+    /// the others are an `InvalidArgument` error.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Bytes> {
+        match self {
+            ContentType::Json => serde_json::to_vec(value).map(Bytes::from).map_err(|err| {
+                Error::invalid_argument(format!(
+                    "cannot encode {} as {JSON}: {err}",
+                    type_name::<T>()
+                ))
+            }),
+            ContentType::MsgPack => {
+                rmp_serde::to_vec_named(value)
+                    .map(Bytes::from)
+                    .map_err(|err| {
+                        Error::invalid_argument(format!(
+                            "cannot encode {} as {MSGPACK}: {err}",
+                            type_name::<T>()
+                        ))
+                    })
+            }
+            ContentType::Protobuf | ContentType::Raw => Err(self.not_serde::<T>()),
+        }
+    }
+
+    /// Decodes a serde value. Only JSON and MessagePack decode serde types;
+    /// the others are an `InvalidArgument` error.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T> {
+        match self {
+            // An empty body reads as `null`, so `()` and `Option` take no body.
+            ContentType::Json if bytes.is_empty() => {
+                serde_json::from_slice(b"null").map_err(|err| {
+                    Error::invalid_argument(format!(
+                        "empty {JSON} body, but {} needs one: {err}",
+                        type_name::<T>()
+                    ))
+                })
+            }
+            ContentType::Json => serde_json::from_slice(bytes).map_err(|err| {
+                Error::invalid_argument(format!(
+                    "malformed {JSON} body for {} at line {} column {}: {err}",
+                    type_name::<T>(),
+                    err.line(),
+                    err.column()
+                ))
+            }),
+            ContentType::MsgPack => rmp_serde::from_slice(bytes).map_err(|err| {
+                Error::invalid_argument(format!(
+                    "malformed {MSGPACK} body for {}: {err}",
+                    type_name::<T>()
+                ))
+            }),
+            ContentType::Protobuf | ContentType::Raw => Err(self.not_serde::<T>()),
+        }
+    }
+
+    fn not_serde<T: ?Sized>(self) -> Error {
+        Error::invalid_argument(format!(
+            "{} carries {}, which is not a {} message; use {JSON} or {MSGPACK}",
+            type_name::<T>(),
+            self.as_str(),
+            self.as_str()
+        ))
+    }
+}
+
+impl fmt::Display for ContentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Encodes a protobuf message (`application/protobuf`).
+pub fn encode_proto<T: prost::Message>(message: &T) -> Bytes {
+    Bytes::from(message.encode_to_vec())
+}
+
+/// Decodes a protobuf message; malformed input is an `InvalidArgument` error
+/// naming the expected type.
+pub fn decode_proto<T: prost::Message + Default>(bytes: &[u8]) -> Result<T> {
+    T::decode(bytes).map_err(|err| {
+        Error::invalid_argument(format!(
+            "malformed {PROTOBUF} body for {}: {err}",
+            type_name::<T>()
+        ))
+    })
+}
+
+/// Fails unless `content_type` is one of `accepted`, naming what the
+/// endpoint accepts. Used by handlers that take one specific codec.
+pub(crate) fn expect_one_of(
+    content_type: &str,
+    accepted: &[ContentType],
+    what: &str,
+) -> Result<ContentType> {
+    let parsed = ContentType::parse(content_type)?;
+    if accepted.contains(&parsed) {
+        return Ok(parsed);
+    }
+    let names: Vec<&str> = accepted.iter().map(|c| c.as_str()).collect();
+    Err(Error::invalid_argument(format!(
+        "{what} accepts {}, not {}",
+        names.join(" or "),
+        parsed
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::ErrorKind;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Inner {
+        id: u64,
+        tags: Vec<String>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Outer {
+        name: String,
+        inner: Inner,
+        maybe: Option<f64>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Ping {
+        #[prost(string, tag = "1")]
+        text: String,
+        #[prost(uint32, tag = "2")]
+        count: u32,
+    }
+
+    fn outer() -> Outer {
+        Outer {
+            name: "ada".into(),
+            inner: Inner {
+                id: 7,
+                tags: vec!["a".into(), "b".into()],
+            },
+            maybe: Some(1.5),
+        }
+    }
+
+    #[test]
+    fn parses_canonical_names_aliases_parameters_and_empty() {
+        for (text, expected) in [
+            ("", ContentType::Json),
+            ("application/json", ContentType::Json),
+            ("Application/JSON; charset=utf-8", ContentType::Json),
+            ("application/problem+json", ContentType::Json),
+            ("application/msgpack", ContentType::MsgPack),
+            ("application/x-msgpack", ContentType::MsgPack),
+            ("application/protobuf", ContentType::Protobuf),
+            ("application/x-protobuf", ContentType::Protobuf),
+            ("application/octet-stream", ContentType::Raw),
+        ] {
+            assert_eq!(ContentType::parse(text).unwrap(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_content_type_lists_the_supported_ones() {
+        let err = ContentType::parse("text/xml").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        for supported in SUPPORTED {
+            assert!(err.message().contains(supported), "{err}");
+        }
+    }
+
+    #[test]
+    fn json_and_msgpack_round_trip_nested_structs() {
+        for codec in [ContentType::Json, ContentType::MsgPack] {
+            let bytes = codec.encode(&outer()).unwrap();
+            assert_eq!(codec.decode::<Outer>(&bytes).unwrap(), outer());
+        }
+    }
+
+    #[test]
+    fn msgpack_encodes_structs_as_maps_with_field_names() {
+        let bytes = ContentType::MsgPack.encode(&outer()).unwrap();
+        // Read back schema-less, as a reader in another language would.
+        let generic: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(generic["name"], "ada");
+        assert_eq!(generic["inner"]["id"], 7);
+        assert_eq!(generic["inner"]["tags"][1], "b");
+    }
+
+    #[test]
+    fn malformed_json_names_the_type_and_position() {
+        let err = ContentType::Json
+            .decode::<Outer>(b"{\n  \"name\": 5\n}")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("Outer"), "{err}");
+        assert!(err.message().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn empty_json_reads_as_null() {
+        ContentType::Json.decode::<()>(b"").unwrap();
+        assert_eq!(ContentType::Json.decode::<Option<u8>>(b"").unwrap(), None);
+        let err = ContentType::Json.decode::<Outer>(b"").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("Outer"), "{err}");
+    }
+
+    #[test]
+    fn malformed_msgpack_names_the_type() {
+        let err = ContentType::MsgPack
+            .decode::<Outer>(&[0xc1, 0x00])
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("Outer"), "{err}");
+    }
+
+    #[test]
+    fn serde_types_are_rejected_by_protobuf_and_raw_codecs() {
+        for codec in [ContentType::Protobuf, ContentType::Raw] {
+            assert_eq!(
+                codec.encode(&1u8).unwrap_err().kind(),
+                ErrorKind::InvalidArgument
+            );
+            assert_eq!(
+                codec.decode::<u8>(b"1").unwrap_err().kind(),
+                ErrorKind::InvalidArgument
+            );
+        }
+    }
+
+    #[test]
+    fn protobuf_round_trips_and_rejects_garbage() {
+        let ping = Ping {
+            text: "hi".into(),
+            count: 3,
+        };
+        let bytes = encode_proto(&ping);
+        assert_eq!(decode_proto::<Ping>(&bytes).unwrap(), ping);
+        let err = decode_proto::<Ping>(&[0x0a, 0xff]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("Ping"), "{err}");
+    }
+
+    #[test]
+    fn expect_one_of_names_what_is_accepted() {
+        let err = expect_one_of(JSON, &[ContentType::Protobuf], "endpoint X").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains(PROTOBUF), "{err}");
+        assert_eq!(
+            expect_one_of("application/x-protobuf", &[ContentType::Protobuf], "x").unwrap(),
+            ContentType::Protobuf
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! Choosing backends from the environment, so moving a service from one
+//! machine to production changes variables, not code.
+//!
+//! | variable | values | default |
+//! |---|---|---|
+//! | `MICRO_REGISTRY` | `memory`, `mdns`, `gossip`, `etcd`, `nats`, `consul` | `memory` |
+//! | `MICRO_REGISTRY_ADDRESS` | the registry server's address (ignored by `memory`) | |
+//! | `MICRO_BROKER` | `memory`, `http`, `nats` | `memory` |
+//! | `MICRO_BROKER_ADDRESS` | the broker server's address (ignored by `memory`) | |
+//! | `MICRO_TRANSPORT` | `memory`, `http`, `grpc` | `http` |
+//! | `MICRO_TRANSPORT_ADDRESS` | the address a service listens on | `127.0.0.1:0` (a free port) |
+//!
+//! Names are case-insensitive; an empty variable counts as unset. Each backend
+//! needs its cargo feature of `micro` (`registry-etcd`, `broker-nats`,
+//! `transport-grpc`, ...): naming one whose feature this build does not
+//! include is a `FailedPrecondition` error naming the feature, and an unknown
+//! name is an `InvalidArgument` error listing the known ones. Today only the
+//! memory and HTTP backends exist.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use micro::{ErrorKind, env::EnvConfig};
+//!
+//! // Reads a map here; EnvConfig::from_env() reads the process environment.
+//! let vars = HashMap::from([("MICRO_TRANSPORT", "memory")]);
+//! let config = EnvConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string()))?;
+//! assert_eq!(config.transport.name, "memory");
+//! assert_eq!(config.registry.name, "memory");
+//!
+//! let vars = HashMap::from([("MICRO_REGISTRY", "etcd")]);
+//! let err = EnvConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+//! assert!(err.message().contains("registry-etcd"));
+//! # Ok::<(), micro::Error>(())
+//! ```
+
+use std::sync::Arc;
+
+use crate::{
+    Error, Result,
+    broker::DynBroker,
+    registry::{CachingRegistry, DynRegistry},
+    transport::DynTransport,
+};
+
+/// The variable naming the registry backend.
+pub const REGISTRY: &str = "MICRO_REGISTRY";
+/// The variable giving the registry server's address.
+pub const REGISTRY_ADDRESS: &str = "MICRO_REGISTRY_ADDRESS";
+/// The variable naming the broker backend.
+pub const BROKER: &str = "MICRO_BROKER";
+/// The variable giving the broker server's address.
+pub const BROKER_ADDRESS: &str = "MICRO_BROKER_ADDRESS";
+/// The variable naming the transport backend.
+pub const TRANSPORT: &str = "MICRO_TRANSPORT";
+/// The variable giving the address a service listens on.
+pub const TRANSPORT_ADDRESS: &str = "MICRO_TRANSPORT_ADDRESS";
+
+/// A backend micro knows by name, and whether this build includes it.
+struct Known {
+    name: &'static str,
+    feature: &'static str,
+    compiled: bool,
+}
+
+const REGISTRIES: [Known; 6] = [
+    Known {
+        name: "memory",
+        feature: "registry-memory",
+        compiled: cfg!(feature = "registry-memory"),
+    },
+    Known {
+        name: "mdns",
+        feature: "registry-mdns",
+        compiled: false,
+    },
+    Known {
+        name: "gossip",
+        feature: "registry-gossip",
+        compiled: false,
+    },
+    Known {
+        name: "etcd",
+        feature: "registry-etcd",
+        compiled: false,
+    },
+    Known {
+        name: "nats",
+        feature: "registry-nats",
+        compiled: false,
+    },
+    Known {
+        name: "consul",
+        feature: "registry-consul",
+        compiled: false,
+    },
+];
+
+const BROKERS: [Known; 3] = [
+    Known {
+        name: "memory",
+        feature: "broker-memory",
+        compiled: cfg!(feature = "broker-memory"),
+    },
+    Known {
+        name: "http",
+        feature: "broker-http",
+        compiled: false,
+    },
+    Known {
+        name: "nats",
+        feature: "broker-nats",
+        compiled: false,
+    },
+];
+
+const TRANSPORTS: [Known; 3] = [
+    Known {
+        name: "memory",
+        feature: "transport-memory",
+        compiled: cfg!(feature = "transport-memory"),
+    },
+    Known {
+        name: "http",
+        feature: "transport-http",
+        compiled: cfg!(feature = "transport-http"),
+    },
+    Known {
+        name: "grpc",
+        feature: "transport-grpc",
+        compiled: false,
+    },
+];
+
+/// One chosen backend: its name and the address given for it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendChoice {
+    /// The backend's name, lower-case (`memory`, `http`, `etcd`, ...).
+    pub name: String,
+    /// The `..._ADDRESS` variable's value, if set.
+    pub address: Option<String>,
+}
+
+/// The backends chosen by the environment; see the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvConfig {
+    /// From `MICRO_REGISTRY` and `MICRO_REGISTRY_ADDRESS`.
+    pub registry: BackendChoice,
+    /// From `MICRO_BROKER` and `MICRO_BROKER_ADDRESS`.
+    pub broker: BackendChoice,
+    /// From `MICRO_TRANSPORT` and `MICRO_TRANSPORT_ADDRESS` (the listen address).
+    pub transport: BackendChoice,
+}
+
+impl EnvConfig {
+    /// Reads the process environment. A variable that is not valid Unicode is
+    /// an `InvalidArgument` error.
+    pub fn from_env() -> Result<EnvConfig> {
+        for name in [
+            REGISTRY,
+            REGISTRY_ADDRESS,
+            BROKER,
+            BROKER_ADDRESS,
+            TRANSPORT,
+            TRANSPORT_ADDRESS,
+        ] {
+            if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(name) {
+                return Err(Error::invalid_argument(format!(
+                    "{name} is not valid Unicode"
+                )));
+            }
+        }
+        EnvConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (a map in tests, the environment in
+    /// [`from_env`](EnvConfig::from_env)) and checks every backend named is
+    /// known and compiled in.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<EnvConfig> {
+        Ok(EnvConfig {
+            registry: choose(&lookup, REGISTRY, REGISTRY_ADDRESS, "memory", &REGISTRIES)?,
+            broker: choose(&lookup, BROKER, BROKER_ADDRESS, "memory", &BROKERS)?,
+            transport: choose(&lookup, TRANSPORT, TRANSPORT_ADDRESS, "http", &TRANSPORTS)?,
+        })
+    }
+
+    /// The chosen registry, uncached.
+    pub fn registry(&self) -> Result<DynRegistry> {
+        build_registry(&self.registry)
+    }
+
+    /// The chosen broker.
+    pub fn broker(&self) -> Result<DynBroker> {
+        build_broker(&self.broker)
+    }
+
+    /// The chosen transport.
+    pub fn transport(&self) -> Result<DynTransport> {
+        build_transport(&self.transport)
+    }
+
+    /// The address a service listens on, if `MICRO_TRANSPORT_ADDRESS` gave one.
+    pub fn listen_address(&self) -> Option<&str> {
+        self.transport.address.as_deref()
+    }
+}
+
+fn choose(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &str,
+    address_variable: &str,
+    default: &str,
+    known: &[Known],
+) -> Result<BackendChoice> {
+    let set = |name: &str| {
+        lookup(name)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let name = set(variable)
+        .map(|value| value.to_ascii_lowercase())
+        .unwrap_or_else(|| default.to_owned());
+    check_known(variable, &name, known)?;
+    Ok(BackendChoice {
+        name,
+        address: set(address_variable),
+    })
+}
+
+fn check_known(variable: &str, name: &str, known: &[Known]) -> Result<()> {
+    match known.iter().find(|backend| backend.name == name) {
+        Some(backend) if backend.compiled => Ok(()),
+        Some(backend) => Err(Error::failed_precondition(format!(
+            "{variable}={name} needs micro's cargo feature `{}`, which this build does not include",
+            backend.feature
+        ))),
+        None => {
+            let names: Vec<&str> = known.iter().map(|backend| backend.name).collect();
+            Err(Error::invalid_argument(format!(
+                "{variable}={name:?} is not a known backend; known: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+fn ignored_address(variable: &str, choice: &BackendChoice) {
+    if let Some(address) = &choice.address {
+        tracing::warn!(
+            "{variable}={address:?} is ignored: the {} backend has no server",
+            choice.name
+        );
+    }
+}
+
+fn build_registry(choice: &BackendChoice) -> Result<DynRegistry> {
+    check_known(REGISTRY, &choice.name, &REGISTRIES)?;
+    match choice.name.as_str() {
+        #[cfg(feature = "registry-memory")]
+        "memory" => {
+            ignored_address(REGISTRY_ADDRESS, choice);
+            Ok(Arc::new(crate::registry::memory::MemoryRegistry::shared()))
+        }
+        other => Err(not_built(REGISTRY, other)),
+    }
+}
+
+fn build_broker(choice: &BackendChoice) -> Result<DynBroker> {
+    check_known(BROKER, &choice.name, &BROKERS)?;
+    match choice.name.as_str() {
+        #[cfg(feature = "broker-memory")]
+        "memory" => {
+            ignored_address(BROKER_ADDRESS, choice);
+            Ok(Arc::new(crate::broker::memory::MemoryBroker::shared()))
+        }
+        other => Err(not_built(BROKER, other)),
+    }
+}
+
+fn build_transport(choice: &BackendChoice) -> Result<DynTransport> {
+    check_known(TRANSPORT, &choice.name, &TRANSPORTS)?;
+    match choice.name.as_str() {
+        #[cfg(feature = "transport-memory")]
+        "memory" => Ok(Arc::new(crate::transport::memory::MemoryTransport::new())),
+        #[cfg(feature = "transport-http")]
+        "http" => Ok(Arc::new(crate::transport::http::HttpTransport::new())),
+        other => Err(not_built(TRANSPORT, other)),
+    }
+}
+
+/// A backend that is known and compiled in but that this function cannot
+/// build: only reachable if the tables above and the builders disagree.
+fn not_built(variable: &str, name: &str) -> Error {
+    Error::internal(format!(
+        "{variable}={name} is compiled in but micro cannot build it; please report this"
+    ))
+}
+
+fn default_choice(name: &str) -> BackendChoice {
+    BackendChoice {
+        name: name.to_owned(),
+        address: None,
+    }
+}
+
+/// The registry used when none is given: the process-wide in-memory one.
+pub(crate) fn default_registry() -> Result<DynRegistry> {
+    build_registry(&default_choice("memory"))
+}
+
+/// The broker used when none is given: the process-wide in-memory one.
+pub(crate) fn default_broker() -> Result<DynBroker> {
+    build_broker(&default_choice("memory"))
+}
+
+/// The transport used when none is given: HTTP.
+pub(crate) fn default_transport() -> Result<DynTransport> {
+    build_transport(&default_choice("http"))
+}
+
+/// The registry as a client looks services up: through a watch-fed cache.
+pub(crate) fn cached(registry: DynRegistry) -> DynRegistry {
+    Arc::new(CachingRegistry::new(registry))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::ErrorKind;
+
+    fn config(vars: &[(&str, &str)]) -> Result<EnvConfig> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        EnvConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_set_gives_memory_memory_http() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.registry, default_choice("memory"));
+        assert_eq!(config.broker, default_choice("memory"));
+        assert_eq!(config.transport, default_choice("http"));
+        assert_eq!(config.listen_address(), None);
+    }
+
+    #[test]
+    fn names_are_trimmed_case_insensitive_and_empty_means_unset() {
+        let config = config(&[
+            (TRANSPORT, " Memory "),
+            (TRANSPORT_ADDRESS, "memory://orders"),
+            (REGISTRY, ""),
+            (BROKER_ADDRESS, "  "),
+        ])
+        .unwrap();
+        assert_eq!(config.transport.name, "memory");
+        assert_eq!(config.listen_address(), Some("memory://orders"));
+        assert_eq!(config.registry.name, "memory");
+        assert_eq!(config.broker.address, None);
+    }
+
+    #[test]
+    fn known_backends_without_their_feature_name_the_feature() {
+        for (variable, name, feature) in [
+            (REGISTRY, "etcd", "registry-etcd"),
+            (REGISTRY, "mdns", "registry-mdns"),
+            (REGISTRY, "gossip", "registry-gossip"),
+            (REGISTRY, "nats", "registry-nats"),
+            (REGISTRY, "consul", "registry-consul"),
+            (BROKER, "nats", "broker-nats"),
+            (BROKER, "http", "broker-http"),
+            (TRANSPORT, "grpc", "transport-grpc"),
+        ] {
+            let err = config(&[(variable, name)]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::FailedPrecondition, "{err}");
+            assert!(err.message().contains(feature), "{err}");
+            assert!(err.message().contains(variable), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_backends_list_the_known_ones() {
+        let err = config(&[(REGISTRY, "zookeeper")]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        for known in ["memory", "mdns", "gossip", "etcd", "nats", "consul"] {
+            assert!(err.message().contains(known), "{err}");
+        }
+        let err = config(&[(TRANSPORT, "carrier-pigeon")]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("grpc"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn chosen_backends_are_built_with_their_schemes() {
+        let config = config(&[(TRANSPORT, "memory")]).unwrap();
+        assert_eq!(config.registry().unwrap().scheme(), "memory");
+        assert_eq!(config.broker().unwrap().scheme(), "memory");
+        assert_eq!(config.transport().unwrap().scheme(), "memory");
+        assert_eq!(default_transport().unwrap().scheme(), "http");
+    }
+}

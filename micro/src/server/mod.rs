@@ -1,0 +1,397 @@
+//! The serving side: a router of typed handlers and broker subscribers.
+//!
+//! A [`Server`] maps endpoint names (`Greeter.Hello`) to async handlers and
+//! topics to subscribers. It becomes the transport's [`Handler`] (a tower
+//! service, wrapped in any tower layers added with [`Server::layer`]) and
+//! feeds the registry the list of its endpoints. [`Service`](crate::Service)
+//! uses one internally; a `Server` can also be served on its own:
+//!
+//! ```
+//! # async fn demo() -> micro::Result<()> {
+//! use std::time::Duration;
+//! use micro::{Server, transport::memory::MemoryTransport};
+//!
+//! let server = Server::new()
+//!     .name("adder")
+//!     .handle("Adder.Add", |_ctx, (a, b): (i64, i64)| async move { Ok(a + b) });
+//! let transport = MemoryTransport::isolated();
+//! let listener = server.serve(&transport, "").await?;
+//! // ... call it at listener.address() ...
+//! listener.shutdown(Duration::from_secs(1)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What a call goes through
+//!
+//! 1. An unknown endpoint is `NotFound`, naming the endpoint.
+//! 2. The body is decoded with the codec of the request's content type
+//!    ([`handle`](Server::handle): JSON or MessagePack; [`handle_proto`](Server::handle_proto):
+//!    protobuf; [`handle_raw`](Server::handle_raw): any). Malformed input is
+//!    `InvalidArgument`, naming the expected type.
+//! 3. The handler runs with a [`Context`] until the caller's deadline; past it
+//!    the call ends with `Timeout` and the handler's future is dropped.
+//! 4. A handler that panics fails that call with `Internal` (the panic is
+//!    logged, not sent); the server goes on serving.
+//! 5. The reply is encoded with the request's codec.
+//!
+//! # Subscribers
+//!
+//! [`Server::subscribe`] joins a queue group named after the server (the
+//! service's name), so each message is handled once per service however many
+//! instances run: N instances of an email service send each email once. Use
+//! [`Server::subscribe_with`] and [`SubscribeOptions::fanout`] to have every
+//! instance receive every message. Messages of one subscription are handled
+//! one at a time, in order. A handler's `Ok` acknowledges the message; an
+//! `Err` (or a panic) is logged and, where the broker supports manual
+//! acknowledgement, the message is nacked for redelivery after
+//! [`NACK_DELAY`]. A message that cannot be decoded into the subscriber's
+//! type is logged with its topic, counted
+//! ([`Subscribers::undecodable_messages`]) and acknowledged, so it is dropped
+//! rather than redelivered forever.
+
+mod router;
+mod subscriber;
+
+use std::{collections::BTreeMap, fmt, future::Future, sync::Arc};
+
+use bytes::Bytes;
+use futures::{FutureExt, future::BoxFuture};
+use serde::{Serialize, de::DeserializeOwned};
+use tower::{Layer, Service as TowerService};
+
+pub use subscriber::{NACK_DELAY, Subscribers};
+
+use crate::{
+    Client, Context, Error, Result,
+    broker::{DynBroker, Message, SubscribeOptions},
+    codec::{self, ContentType},
+    registry::Endpoint,
+    transport::{Handler, Listener, Request, Response, Transport},
+};
+
+type RouteFn = Arc<dyn Fn(Context, Request) -> BoxFuture<'static, Result<Response>> + Send + Sync>;
+type HandlerLayer = Arc<dyn Fn(Handler) -> Handler + Send + Sync>;
+/// Decodes a message (an error means it is undecodable) into the future that handles it.
+type SubscriberFn =
+    Arc<dyn Fn(Context, &Message) -> Result<BoxFuture<'static, Result<()>>> + Send + Sync>;
+
+/// Endpoint metadata key listing the content types an endpoint accepts.
+const CONTENT_TYPES_KEY: &str = "content-types";
+/// Endpoint metadata key marking a subscriber.
+const SUBSCRIBER_KEY: &str = "subscriber";
+
+#[derive(Clone)]
+struct Route {
+    endpoint: Endpoint,
+    call: RouteFn,
+}
+
+#[derive(Clone)]
+struct SubscriberSpec {
+    topic: String,
+    options: Option<SubscribeOptions>,
+    message_type: &'static str,
+    handle: SubscriberFn,
+}
+
+/// A router of typed handlers and broker subscribers; see the [module docs](self).
+///
+/// Built by chaining: every method takes and returns the server. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Server {
+    name: String,
+    routes: BTreeMap<String, Route>,
+    duplicates: Vec<String>,
+    subscribers: Vec<SubscriberSpec>,
+    layers: Vec<HandlerLayer>,
+    client: Option<Client>,
+}
+
+impl Server {
+    /// An empty server with no name.
+    pub fn new() -> Server {
+        Server::default()
+    }
+
+    /// Names the server: the service name its handlers see in their
+    /// [`Context`] and the default queue group of its subscribers.
+    pub fn name(mut self, name: impl Into<String>) -> Server {
+        self.name = name.into();
+        self
+    }
+
+    /// The client handlers reach through [`Context::client`].
+    pub fn client(mut self, client: Client) -> Server {
+        self.client = Some(client);
+        self
+    }
+
+    /// The server's name (empty when unnamed).
+    pub fn server_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Serves `endpoint` with an async function of any serde request and
+    /// response types: structs, tuples, `Vec`, maps, `Option`, `()`, ...
+    ///
+    /// Requests may be JSON (the default when no content type is given) or
+    /// MessagePack; the reply uses the request's codec. An empty JSON body
+    /// reads as `null`, so endpoints taking `()` or an `Option` accept none.
+    pub fn handle<Req, Resp, F, Fut>(self, endpoint: impl Into<String>, handler: F) -> Server
+    where
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        let endpoint = endpoint.into();
+        let name = endpoint.clone();
+        let handler = Arc::new(handler);
+        let call: RouteFn = Arc::new(move |ctx, request: Request| {
+            let handler = handler.clone();
+            let name = name.clone();
+            async move {
+                let codec = codec::expect_one_of(
+                    &request.content_type,
+                    &[ContentType::Json, ContentType::MsgPack],
+                    &name,
+                )?;
+                let bytes = request.body.into_bytes()?;
+                let input: Req = codec.decode(&bytes)?;
+                let output = handler(ctx, input).await?;
+                let body = codec.encode(&output).map_err(unencodable_reply)?;
+                Ok(Response::new(body).with_content_type(codec.as_str()))
+            }
+            .boxed()
+        });
+        self.route::<Req, Resp>(endpoint, &[ContentType::Json, ContentType::MsgPack], call)
+    }
+
+    /// Serves `endpoint` with an async function of protobuf (prost) messages;
+    /// requests must be `application/protobuf`.
+    pub fn handle_proto<Req, Resp, F, Fut>(self, endpoint: impl Into<String>, handler: F) -> Server
+    where
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp>> + Send + 'static,
+        Req: prost::Message + Default + Send + 'static,
+        Resp: prost::Message + Send + 'static,
+    {
+        let endpoint = endpoint.into();
+        let name = endpoint.clone();
+        let handler = Arc::new(handler);
+        let call: RouteFn = Arc::new(move |ctx, request: Request| {
+            let handler = handler.clone();
+            let name = name.clone();
+            async move {
+                codec::expect_one_of(&request.content_type, &[ContentType::Protobuf], &name)?;
+                let bytes = request.body.into_bytes()?;
+                let input: Req = codec::decode_proto(&bytes)?;
+                let output = handler(ctx, input).await?;
+                Ok(Response::new(codec::encode_proto(&output))
+                    .with_content_type(ContentType::Protobuf.as_str()))
+            }
+            .boxed()
+        });
+        self.route::<Req, Resp>(endpoint, &[ContentType::Protobuf], call)
+    }
+
+    /// Serves `endpoint` with an async function of raw bytes, whatever the
+    /// request's content type (the handler can read it from nowhere else, so
+    /// it is in [`Context::metadata`] under `content-type`). Replies are
+    /// `application/octet-stream`.
+    pub fn handle_raw<F, Fut>(self, endpoint: impl Into<String>, handler: F) -> Server
+    where
+        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes>> + Send + 'static,
+    {
+        let endpoint = endpoint.into();
+        let handler = Arc::new(handler);
+        let call: RouteFn = Arc::new(move |ctx, request: Request| {
+            let handler = handler.clone();
+            async move {
+                let bytes = request.body.into_bytes()?;
+                let output = handler(ctx, bytes).await?;
+                Ok(Response::new(output).with_content_type(ContentType::Raw.as_str()))
+            }
+            .boxed()
+        });
+        self.route::<Bytes, Bytes>(endpoint, &[ContentType::Raw], call)
+    }
+
+    fn route<Req, Resp>(mut self, name: String, accepts: &[ContentType], call: RouteFn) -> Server {
+        let content_types: Vec<&str> = accepts.iter().map(|c| c.as_str()).collect();
+        let mut endpoint = Endpoint::new(name.clone());
+        endpoint.request = Some(std::any::type_name::<Req>().to_owned());
+        endpoint.response = Some(std::any::type_name::<Resp>().to_owned());
+        endpoint
+            .metadata
+            .insert(CONTENT_TYPES_KEY, content_types.join(","));
+        if self
+            .routes
+            .insert(name.clone(), Route { endpoint, call })
+            .is_some()
+        {
+            self.duplicates.push(name);
+        }
+        self
+    }
+
+    /// Handles messages on `topic`, decoded (JSON or MessagePack, by the
+    /// message's `content-type` header) into `T`, in the server's queue group;
+    /// see [Subscribers](self#subscribers).
+    pub fn subscribe<T, F, Fut>(self, topic: impl Into<String>, handler: F) -> Server
+    where
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.add_subscriber(topic.into(), None, handler)
+    }
+
+    /// Like [`subscribe`](Server::subscribe) with explicit options, e.g.
+    /// [`SubscribeOptions::fanout`] so every instance gets every message.
+    /// Manual acknowledgement is asked for whenever the broker supports it.
+    pub fn subscribe_with<T, F, Fut>(
+        self,
+        topic: impl Into<String>,
+        options: SubscribeOptions,
+        handler: F,
+    ) -> Server
+    where
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.add_subscriber(topic.into(), Some(options), handler)
+    }
+
+    fn add_subscriber<T, F, Fut>(
+        mut self,
+        topic: String,
+        options: Option<SubscribeOptions>,
+        handler: F,
+    ) -> Server
+    where
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let handle: SubscriberFn = Arc::new(move |ctx, message: &Message| {
+            let codec = match message.headers.get("content-type") {
+                Some(name) => ContentType::parse(name)?,
+                None => ContentType::Json,
+            };
+            let event: T = codec.decode(&message.body)?;
+            let handler = handler.clone();
+            // The handler is called inside the future so that a panic in its
+            // synchronous part is caught like one in its async part.
+            Ok(async move { handler(ctx, event).await }.boxed())
+        });
+        self.subscribers.push(SubscriberSpec {
+            topic,
+            options,
+            message_type: std::any::type_name::<T>(),
+            handle,
+        });
+        self
+    }
+
+    /// Wraps the router in a tower layer, e.g. a concurrency limit or a
+    /// tracing layer. Layers added later wrap the ones added before (the last
+    /// is outermost). The layered service must keep micro's `Error` as its
+    /// error type (map other errors with `tower::util::MapErrLayer`).
+    pub fn layer<L>(mut self, layer: L) -> Server
+    where
+        L: Layer<Handler> + Send + Sync + 'static,
+        L::Service: TowerService<Request, Response = Response, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as TowerService<Request>>::Future: Send + 'static,
+    {
+        self.layers
+            .push(Arc::new(move |handler| Handler::new(layer.layer(handler))));
+        self
+    }
+
+    /// The endpoints, for the registry: one per handler (name, request and
+    /// response type names, accepted content types) and one per subscriber
+    /// (the topic, the message type, `subscriber=true`).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let handlers = self.routes.values().map(|route| route.endpoint.clone());
+        let subscribers = self.subscribers.iter().map(|spec| {
+            let mut endpoint = Endpoint::new(spec.topic.clone());
+            endpoint.request = Some(spec.message_type.to_owned());
+            endpoint.metadata.insert(SUBSCRIBER_KEY, "true");
+            endpoint
+        });
+        handlers.chain(subscribers).collect()
+    }
+
+    /// Checks the server is well formed: every endpoint served once.
+    pub fn validate(&self) -> Result<()> {
+        if self.duplicates.is_empty() {
+            return Ok(());
+        }
+        Err(Error::already_exists(format!(
+            "endpoint(s) handled more than once: {}",
+            self.duplicates.join(", ")
+        )))
+    }
+
+    /// The router as the transport's [`Handler`], wrapped in the layers.
+    /// Fails like [`validate`](Server::validate).
+    pub fn handler(&self) -> Result<Handler> {
+        self.validate()?;
+        let router = router::Router::new(
+            self.name.clone(),
+            self.routes
+                .iter()
+                .map(|(name, route)| (name.clone(), route.call.clone()))
+                .collect(),
+            self.client.clone(),
+        );
+        Ok(self
+            .layers
+            .iter()
+            .fold(Handler::new(router), |handler, layer| layer(handler)))
+    }
+
+    /// Serves the handlers on `address` with `transport` until the listener is shut down.
+    pub async fn serve(&self, transport: &dyn Transport, address: &str) -> Result<Listener> {
+        transport.listen(address, self.handler()?).await
+    }
+
+    /// Subscribes every subscriber on `broker` and starts handling messages;
+    /// [`Subscribers::stop`] ends them.
+    pub async fn start_subscribers(&self, broker: DynBroker) -> Result<Subscribers> {
+        subscriber::start(self, broker).await
+    }
+}
+
+/// A handler whose reply the codec refuses (a map with non-string keys in
+/// JSON, say) is a bug on the serving side.
+fn unencodable_reply(err: Error) -> Error {
+    Error::internal(err.message().to_owned())
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("name", &self.name)
+            .field("endpoints", &self.routes.keys().collect::<Vec<_>>())
+            .field(
+                "subscribers",
+                &self
+                    .subscribers
+                    .iter()
+                    .map(|spec| spec.topic.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,132 @@
+use std::{
+    any::Any,
+    collections::HashMap,
+    fmt,
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    task::{Context as TaskContext, Poll},
+};
+
+use futures::{FutureExt, future::BoxFuture};
+
+use super::RouteFn;
+use crate::{
+    Client, Context, Error, Result,
+    transport::{Request, Response},
+};
+
+/// The tower service a [`Server`](super::Server) becomes: finds the route,
+/// runs it under the caller's deadline and turns a panic into `Internal`.
+#[derive(Clone)]
+pub(super) struct Router {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    routes: HashMap<String, RouteFn>,
+    client: Option<Client>,
+}
+
+impl Router {
+    pub(super) fn new(
+        name: String,
+        routes: HashMap<String, RouteFn>,
+        client: Option<Client>,
+    ) -> Router {
+        Router {
+            inner: Arc::new(Inner {
+                name,
+                routes,
+                client,
+            }),
+        }
+    }
+}
+
+impl tower::Service<Request> for Router {
+    type Response = Response;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        self.inner.clone().dispatch(request).boxed()
+    }
+}
+
+impl Inner {
+    async fn dispatch(self: Arc<Self>, request: Request) -> Result<Response> {
+        let Some(route) = self.routes.get(&request.endpoint).cloned() else {
+            return Err(Error::not_found(format!(
+                "unknown endpoint {:?}",
+                request.endpoint
+            )));
+        };
+        let endpoint = request.endpoint.clone();
+        let deadline = request.deadline;
+        let ctx = self.context(&request);
+        let call = AssertUnwindSafe(route(ctx, request)).catch_unwind();
+        let outcome = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, call).await.map_err(|_| {
+                Error::timeout(format!(
+                    "{endpoint} did not finish before the caller's deadline"
+                ))
+            })?,
+            None => call.await,
+        };
+        outcome.unwrap_or_else(|panic| {
+            tracing::error!(
+                service = %self.name,
+                endpoint = %endpoint,
+                panic = panic_message(panic.as_ref()),
+                "handler panicked; the call fails with internal and the server goes on"
+            );
+            Err(Error::internal(format!(
+                "the handler of {endpoint} panicked"
+            )))
+        })
+    }
+
+    fn context(&self, request: &Request) -> Context {
+        let service = if self.name.is_empty() {
+            request.service.clone()
+        } else {
+            self.name.clone()
+        };
+        let mut metadata = request.metadata.clone();
+        metadata.insert("content-type", request.content_type.clone());
+        let ctx = Context::new(service, request.endpoint.clone())
+            .with_metadata(metadata)
+            .with_deadline(request.deadline);
+        match &self.client {
+            Some(client) => ctx.with_client(client.clone()),
+            None => ctx,
+        }
+    }
+}
+
+/// The text of a panic payload, when it has one.
+pub(super) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(text) = panic.downcast_ref::<&'static str>() {
+        text
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text
+    } else {
+        "a non-string panic payload"
+    }
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut endpoints: Vec<&String> = self.inner.routes.keys().collect();
+        endpoints.sort();
+        f.debug_struct("Router")
+            .field("name", &self.inner.name)
+            .field("endpoints", &endpoints)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,500 @@
+//! The [`Service`] builder: a server, a client and the backends they share,
+//! registered in the registry for as long as it runs.
+//!
+//! # Lifecycle
+//!
+//! [`Service::start`]:
+//! 1. runs the `before_start` hooks;
+//! 2. listens on the address (default `127.0.0.1:0`: a free loopback port);
+//! 3. registers one node with a TTL (default 30 s): id `NAME-` plus 16 random
+//!    hex digits, the address the transport bound, and node metadata
+//!    `transport` (the transport's scheme), `content-types` (the codecs
+//!    understood) and the service's own metadata; the registry entry also
+//!    lists every endpoint with its request and response types;
+//! 4. starts the subscribers;
+//! 5. re-registers every interval (default 10 s) so the node outlives its TTL
+//!    only while the process lives; a failing re-registration is logged and
+//!    retried sooner (from 500 ms, doubling up to the interval), never fatal;
+//! 6. runs the `after_start` hooks.
+//!
+//! [`RunningService::stop`]: runs the `before_stop` hooks; stops re-registering
+//! and deregisters the node at once (callers stop choosing it); stops taking
+//! messages and stops accepting calls; lets in-flight calls and messages finish
+//! for up to the grace period (default 10 s); runs the `after_stop` hooks.
+//!
+//! [`Service::run`] is start, then wait for SIGINT or SIGTERM, then stop;
+//! [`Service::run_until`] waits for a future instead.
+
+mod running;
+
+use std::{fmt, future::Future, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures::{FutureExt, future::BoxFuture};
+use serde::{Serialize, de::DeserializeOwned};
+use tower::{Layer, Service as TowerService};
+
+pub use running::RunningService;
+
+use crate::{
+    Client, Context, Error, Metadata, Result, Server,
+    broker::{Broker, DynBroker, SubscribeOptions},
+    env::EnvConfig,
+    registry::{DynRegistry, Registry},
+    transport::{DynTransport, Handler, Request, Response, Transport},
+};
+
+/// How long a registration lives unless renewed.
+pub const DEFAULT_REGISTER_TTL: Duration = Duration::from_secs(30);
+/// How often a running service renews its registration.
+pub const DEFAULT_REGISTER_INTERVAL: Duration = Duration::from_secs(10);
+/// How long [`RunningService::stop`] lets in-flight calls finish.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// Where a service listens unless told otherwise: a free loopback port.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:0";
+
+/// Node metadata key: the scheme of the transport the node serves on.
+pub const NODE_TRANSPORT: &str = "transport";
+/// Node metadata key: the content types the node understands, comma-separated.
+pub const NODE_CONTENT_TYPES: &str = "content-types";
+
+type Hook = Arc<dyn Fn() -> BoxFuture<'static, Result<()>> + Send + Sync>;
+type RunningHook = Arc<dyn Fn(&RunningService) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct Hooks {
+    before_start: Vec<Hook>,
+    after_start: Vec<RunningHook>,
+    before_stop: Vec<RunningHook>,
+    after_stop: Vec<Hook>,
+}
+
+/// A service ready to start: see [`Service::builder`] and the [module docs](self).
+pub struct Service {
+    name: String,
+    version: String,
+    metadata: Metadata,
+    address: String,
+    registry: DynRegistry,
+    broker: DynBroker,
+    transport: DynTransport,
+    register_ttl: Duration,
+    register_interval: Duration,
+    grace_period: Duration,
+    server: Server,
+    hooks: Hooks,
+    client: Client,
+}
+
+impl Service {
+    /// Starts describing a service called `name`.
+    ///
+    /// ```
+    /// # async fn demo() -> micro::Result<()> {
+    /// let service = micro::Service::builder("greeter")
+    ///     .version("1.0.0")
+    ///     .handle("Greeter.Hello", |_ctx, name: String| async move { Ok(format!("Hello, {name}")) })
+    ///     .build()?;
+    /// let running = service.start().await?;
+    /// let reply: String = running.client().call("greeter", "Greeter.Hello", "Ada").await?;
+    /// assert_eq!(reply, "Hello, Ada");
+    /// running.stop().await?;
+    /// # Ok(())
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn builder(name: impl Into<String>) -> ServiceBuilder {
+        ServiceBuilder::new(name.into())
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The service's version (may be empty).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// A client sharing this service's registry, transport and broker; the
+    /// same one its handlers reach through [`Context::client`].
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The registry the service registers in.
+    pub fn registry(&self) -> &DynRegistry {
+        &self.registry
+    }
+
+    /// The broker its subscribers listen on.
+    pub fn broker(&self) -> &DynBroker {
+        &self.broker
+    }
+
+    /// The transport it serves on.
+    pub fn transport(&self) -> &DynTransport {
+        &self.transport
+    }
+
+    /// Listens, registers, subscribes and starts re-registering; see the
+    /// [module docs](self). Whatever was started is undone when a step fails.
+    pub async fn start(self) -> Result<RunningService> {
+        running::start(self).await
+    }
+
+    /// Starts, serves until SIGINT or SIGTERM (Ctrl-C only, off Unix), then
+    /// stops: deregisters, drains in-flight calls for up to the grace period
+    /// and returns.
+    pub async fn run(self) -> Result<()> {
+        // Listening for the signals before starting means a signal that
+        // arrives once the node is registered is never the default,
+        // process-killing one.
+        let signal = running::shutdown_signal()?;
+        let running = self.start().await?;
+        signal.await;
+        running.stop().await
+    }
+
+    /// Starts, serves until `shutdown` completes, then stops like [`Service::run`].
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let running = self.start().await?;
+        shutdown.await;
+        running.stop().await
+    }
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("address", &self.address)
+            .field("registry", &self.registry.scheme())
+            .field("broker", &self.broker.scheme())
+            .field("transport", &self.transport.scheme())
+            .field("register_ttl", &self.register_ttl)
+            .field("register_interval", &self.register_interval)
+            .field("grace_period", &self.grace_period)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Describes a [`Service`]; from [`Service::builder`].
+///
+/// Everything but the name is optional: backends not given come from
+/// [`build_from_env`](ServiceBuilder::build_from_env) or default, in
+/// [`build`](ServiceBuilder::build), to the process-wide in-memory registry
+/// and broker and the HTTP transport on `127.0.0.1:0`.
+#[must_use = "a service builder does nothing until built and started"]
+pub struct ServiceBuilder {
+    name: String,
+    version: String,
+    metadata: Metadata,
+    address: Option<String>,
+    registry: Option<DynRegistry>,
+    broker: Option<DynBroker>,
+    transport: Option<DynTransport>,
+    register_ttl: Duration,
+    register_interval: Duration,
+    grace_period: Duration,
+    server: Server,
+    hooks: Hooks,
+}
+
+impl ServiceBuilder {
+    fn new(name: String) -> ServiceBuilder {
+        ServiceBuilder {
+            server: Server::new().name(name.clone()),
+            name,
+            version: String::new(),
+            metadata: Metadata::new(),
+            address: None,
+            registry: None,
+            broker: None,
+            transport: None,
+            register_ttl: DEFAULT_REGISTER_TTL,
+            register_interval: DEFAULT_REGISTER_INTERVAL,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// The version registered (`1.0.0`), for selectors that filter by version.
+    pub fn version(mut self, version: impl Into<String>) -> ServiceBuilder {
+        self.version = version.into();
+        self
+    }
+
+    /// Adds a metadata pair, registered on the service and on its node (where
+    /// selectors can filter by it).
+    pub fn metadata(mut self, key: &str, value: impl Into<String>) -> ServiceBuilder {
+        self.metadata.insert(key, value);
+        self
+    }
+
+    /// Where to listen, in the transport's syntax (default `127.0.0.1:0`).
+    pub fn address(mut self, address: impl Into<String>) -> ServiceBuilder {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// The registry to register in.
+    pub fn registry(mut self, registry: impl Registry) -> ServiceBuilder {
+        self.registry = Some(Arc::new(registry));
+        self
+    }
+
+    /// The broker for subscribers and publishing.
+    pub fn broker(mut self, broker: impl Broker) -> ServiceBuilder {
+        self.broker = Some(Arc::new(broker));
+        self
+    }
+
+    /// The transport to serve on and call with.
+    pub fn transport(mut self, transport: impl Transport) -> ServiceBuilder {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// How long the registration lives unless renewed (default 30 s).
+    pub fn register_ttl(mut self, ttl: Duration) -> ServiceBuilder {
+        self.register_ttl = ttl;
+        self
+    }
+
+    /// How often the registration is renewed (default 10 s); must be shorter
+    /// than the TTL.
+    pub fn register_interval(mut self, interval: Duration) -> ServiceBuilder {
+        self.register_interval = interval;
+        self
+    }
+
+    /// How long stopping lets in-flight calls and messages finish (default 10 s).
+    pub fn grace_period(mut self, grace: Duration) -> ServiceBuilder {
+        self.grace_period = grace;
+        self
+    }
+
+    /// Serves `endpoint` with a serde handler; see [`Server::handle`].
+    pub fn handle<Req, Resp, F, Fut>(
+        mut self,
+        endpoint: impl Into<String>,
+        handler: F,
+    ) -> ServiceBuilder
+    where
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        self.server = self.server.handle(endpoint, handler);
+        self
+    }
+
+    /// Serves `endpoint` with a protobuf handler; see [`Server::handle_proto`].
+    pub fn handle_proto<Req, Resp, F, Fut>(
+        mut self,
+        endpoint: impl Into<String>,
+        handler: F,
+    ) -> ServiceBuilder
+    where
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp>> + Send + 'static,
+        Req: prost::Message + Default + Send + 'static,
+        Resp: prost::Message + Send + 'static,
+    {
+        self.server = self.server.handle_proto(endpoint, handler);
+        self
+    }
+
+    /// Serves `endpoint` with a raw-bytes handler; see [`Server::handle_raw`].
+    pub fn handle_raw<F, Fut>(mut self, endpoint: impl Into<String>, handler: F) -> ServiceBuilder
+    where
+        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes>> + Send + 'static,
+    {
+        self.server = self.server.handle_raw(endpoint, handler);
+        self
+    }
+
+    /// Handles messages on `topic` in the queue group named after the service,
+    /// so each message is handled once however many instances run; see
+    /// [`Server::subscribe`].
+    pub fn subscribe<T, F, Fut>(mut self, topic: impl Into<String>, handler: F) -> ServiceBuilder
+    where
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.server = self.server.subscribe(topic, handler);
+        self
+    }
+
+    /// Handles messages on `topic` with explicit options (e.g. fan-out); see
+    /// [`Server::subscribe_with`].
+    pub fn subscribe_with<T, F, Fut>(
+        mut self,
+        topic: impl Into<String>,
+        options: SubscribeOptions,
+        handler: F,
+    ) -> ServiceBuilder
+    where
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.server = self.server.subscribe_with(topic, options, handler);
+        self
+    }
+
+    /// Wraps the server's router in a tower layer; see [`Server::layer`].
+    pub fn layer<L>(mut self, layer: L) -> ServiceBuilder
+    where
+        L: Layer<Handler> + Send + Sync + 'static,
+        L::Service: TowerService<Request, Response = Response, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as TowerService<Request>>::Future: Send + 'static,
+    {
+        self.server = self.server.layer(layer);
+        self
+    }
+
+    /// Runs before the service listens; an error aborts the start.
+    pub fn before_start<F, Fut>(mut self, hook: F) -> ServiceBuilder
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.hooks
+            .before_start
+            .push(Arc::new(move || hook().boxed()));
+        self
+    }
+
+    /// Runs once the service serves, is registered and subscribed; sees the
+    /// running service (its address, node id, client). An error stops the
+    /// service again and is returned by [`Service::start`].
+    pub fn after_start<F, Fut>(mut self, hook: F) -> ServiceBuilder
+    where
+        F: Fn(&RunningService) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.hooks
+            .after_start
+            .push(Arc::new(move |running| hook(running).boxed()));
+        self
+    }
+
+    /// Runs first thing when stopping, while the service still serves. An
+    /// error is logged, the stop goes on, and [`RunningService::stop`] returns it.
+    pub fn before_stop<F, Fut>(mut self, hook: F) -> ServiceBuilder
+    where
+        F: Fn(&RunningService) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.hooks
+            .before_stop
+            .push(Arc::new(move |running| hook(running).boxed()));
+        self
+    }
+
+    /// Runs last when stopping, once calls are drained. An error is returned
+    /// by [`RunningService::stop`].
+    pub fn after_stop<F, Fut>(mut self, hook: F) -> ServiceBuilder
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.hooks.after_stop.push(Arc::new(move || hook().boxed()));
+        self
+    }
+
+    /// The service, with backends not given defaulting to the process-wide
+    /// in-memory registry and broker and the HTTP transport.
+    ///
+    /// Fails on an empty name, a re-register interval not shorter than the
+    /// TTL, an endpoint handled twice, or a default backend whose feature is
+    /// not compiled in.
+    pub fn build(self) -> Result<Service> {
+        self.build_from(&EnvConfig::from_lookup(|_| None)?)
+    }
+
+    /// The service, with backends not given (and the address, if not given)
+    /// chosen by `MICRO_REGISTRY`, `MICRO_BROKER`, `MICRO_TRANSPORT` and their
+    /// `_ADDRESS` variables; see [`env`](crate::env). Explicit settings win.
+    pub fn build_from_env(self) -> Result<Service> {
+        self.build_from(&EnvConfig::from_env()?)
+    }
+
+    /// Like [`build_from_env`](ServiceBuilder::build_from_env), from an
+    /// [`EnvConfig`] read elsewhere.
+    pub fn build_from(self, env: &EnvConfig) -> Result<Service> {
+        self.validate()?;
+        let registry = match self.registry {
+            Some(registry) => registry,
+            None => env.registry()?,
+        };
+        let broker = match self.broker {
+            Some(broker) => broker,
+            None => env.broker()?,
+        };
+        let transport = match self.transport {
+            Some(transport) => transport,
+            None => env.transport()?,
+        };
+        let address = self
+            .address
+            .or_else(|| env.listen_address().map(str::to_owned))
+            .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
+        let client = Client::new(registry.clone(), transport.clone(), broker.clone());
+        Ok(Service {
+            name: self.name,
+            version: self.version,
+            metadata: self.metadata,
+            address,
+            registry,
+            broker,
+            transport,
+            register_ttl: self.register_ttl,
+            register_interval: self.register_interval,
+            grace_period: self.grace_period,
+            server: self.server.client(client.clone()),
+            hooks: self.hooks,
+            client,
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid_argument("a service needs a name"));
+        }
+        if self.register_interval.is_zero() || self.register_interval >= self.register_ttl {
+            return Err(Error::invalid_argument(format!(
+                "register_interval ({:?}) must be above zero and shorter than register_ttl ({:?}), \
+                 or the registration expires between renewals",
+                self.register_interval, self.register_ttl
+            )));
+        }
+        self.server.validate()
+    }
+}
+
+impl fmt::Debug for ServiceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceBuilder")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("address", &self.address)
+            .field("register_ttl", &self.register_ttl)
+            .field("register_interval", &self.register_interval)
+            .field("grace_period", &self.grace_period)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
