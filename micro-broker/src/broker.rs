@@ -11,7 +11,10 @@ use futures::{Stream, stream::BoxStream};
 use crate::{Delivery, Message, Result};
 
 /// What a broker backend supports, so callers choose instead of failing at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// `Default` is "nothing optional": a backend outside this crate starts from
+/// it and sets the fields it supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Capabilities {
     /// Queue groups: each message goes to exactly one member of a group.
@@ -21,6 +24,9 @@ pub struct Capabilities {
     pub manual_ack: bool,
     /// A publisher is slowed down (not failed, not dropped) when a subscriber's buffer is full.
     pub backpressure: bool,
+    /// Subscriptions accept `*` (one token) and `>` (one or more trailing
+    /// tokens) wildcards; see [`crate::topic`].
+    pub wildcards: bool,
 }
 
 /// How a subscription behaves.
@@ -107,11 +113,21 @@ pub trait Broker: fmt::Debug + Send + Sync + 'static {
     /// What this backend supports.
     fn capabilities(&self) -> Capabilities;
 
-    /// Publishes `message` to `topic`. Returns once the backend has accepted it
-    /// (for the memory broker: once every subscriber's buffer holds it).
+    /// Publishes `message` to the concrete `topic` (no wildcards). Returns once
+    /// the backend has accepted it (for the memory broker: once every
+    /// subscriber's buffer holds it). Publishing to a topic nobody subscribes
+    /// to succeeds and delivers to nobody.
     async fn publish(&self, topic: &str, message: Message) -> Result<()>;
 
     /// Subscribes to `topic`; messages published after this returns are delivered.
+    ///
+    /// `topic` may be a wildcard pattern (`user.*`, `user.>`) where
+    /// [`Capabilities::wildcards`] is set. Options the backend does not support
+    /// (a queue group without [`Capabilities::queue_groups`], manual ack
+    /// without [`Capabilities::manual_ack`]) fail with
+    /// [`ErrorKind::Unimplemented`](crate::ErrorKind::Unimplemented) rather than
+    /// being ignored; malformed topics and group names fail with
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument).
     async fn subscribe(&self, topic: &str, options: &SubscribeOptions) -> Result<Subscription>;
 }
 

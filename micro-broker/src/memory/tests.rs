@@ -1,0 +1,372 @@
+//! Behaviour specific to the memory broker; the shared behaviour is covered by
+//! the conformance suite in `tests/memory_conformance.rs`.
+
+use std::{collections::BTreeSet, pin::pin, time::Duration};
+
+use futures::{FutureExt, StreamExt, poll};
+use tokio::time::timeout;
+
+use super::*;
+use crate::{Delivery, ErrorKind};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn next(sub: &mut Subscription) -> Delivery {
+    timeout(WAIT, sub.next())
+        .await
+        .expect("a delivery within the timeout")
+        .expect("the subscription is open")
+        .expect("no delivery error")
+}
+
+fn body(delivery: &Delivery) -> String {
+    String::from_utf8_lossy(&delivery.message.body).into_owned()
+}
+
+fn fail_fast(buffer: usize) -> MemoryBroker {
+    MemoryBroker::builder()
+        .buffer(buffer)
+        .overflow(OverflowPolicy::Fail)
+        .build()
+}
+
+fn blocking(buffer: usize) -> MemoryBroker {
+    MemoryBroker::builder().buffer(buffer).build()
+}
+
+#[tokio::test]
+async fn new_brokers_are_isolated_and_clones_share_state() {
+    let first = MemoryBroker::new();
+    let clone = first.clone();
+    let other = MemoryBroker::new();
+    let mut on_first = first
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    let mut on_other = other
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+
+    clone.publish("t", Message::new("via clone")).await.unwrap();
+    other.publish("t", Message::new("via other")).await.unwrap();
+
+    assert_eq!(body(&next(&mut on_first).await), "via clone");
+    assert_eq!(body(&next(&mut on_other).await), "via other");
+    assert!(
+        on_first.next().now_or_never().is_none(),
+        "isolated brokers leaked"
+    );
+}
+
+#[tokio::test]
+async fn shared_is_one_process_wide_broker() {
+    let topic = format!("shared.{:x}", rand::random::<u64>());
+    let mut sub = MemoryBroker::shared()
+        .subscribe(&topic, &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    MemoryBroker::shared()
+        .publish(&topic, Message::new("hello"))
+        .await
+        .unwrap();
+    assert_eq!(body(&next(&mut sub).await), "hello");
+    assert_eq!(MemoryBroker::shared().scheme(), "memory");
+}
+
+#[test]
+fn capabilities_follow_the_overflow_policy() {
+    let blocking = MemoryBroker::new().capabilities();
+    assert!(blocking.backpressure && blocking.queue_groups && blocking.manual_ack);
+    assert!(blocking.wildcards);
+    assert!(!fail_fast(1).capabilities().backpressure);
+}
+
+#[test]
+fn a_zero_buffer_is_taken_as_one() {
+    assert_eq!(blocking(0).config().buffer, 1);
+}
+
+#[tokio::test]
+async fn publishing_without_subscribers_succeeds() {
+    MemoryBroker::new()
+        .publish("nobody.listens", Message::new("x"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn fail_policy_rejects_and_delivers_to_nobody() {
+    let broker = fail_fast(1);
+    let mut slow = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    let mut reader = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    broker.publish("t", Message::new("0")).await.unwrap();
+    assert_eq!(body(&next(&mut reader).await), "0");
+
+    let err = broker.publish("t", Message::new("1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
+    assert!(
+        err.message().contains("`t`"),
+        "the error names the topic: {err}"
+    );
+
+    assert_eq!(body(&next(&mut slow).await), "0");
+    broker.publish("t", Message::new("2")).await.unwrap();
+    assert_eq!(
+        body(&next(&mut reader).await),
+        "2",
+        "the rejected message must reach no subscriber"
+    );
+}
+
+#[tokio::test]
+async fn fail_policy_rejects_a_group_only_when_every_member_is_full() {
+    let broker = fail_fast(1);
+    let group = SubscribeOptions::queue("workers");
+    let _a = broker.subscribe("t", &group).await.unwrap();
+    let _b = broker.subscribe("t", &group).await.unwrap();
+    broker.publish("t", Message::new("0")).await.unwrap();
+    broker.publish("t", Message::new("1")).await.unwrap();
+    let err = broker.publish("t", Message::new("2")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn a_blocked_publisher_is_released_when_the_full_subscriber_drops() {
+    let broker = blocking(1);
+    let full = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    broker.publish("t", Message::new("0")).await.unwrap();
+
+    let mut publishing = pin!(broker.publish("t", Message::new("1")));
+    assert!(
+        poll!(publishing.as_mut()).is_pending(),
+        "the buffer is full"
+    );
+    drop(full);
+    timeout(WAIT, publishing)
+        .await
+        .expect("the publisher is released")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_publish_reaches_nobody() {
+    let broker = blocking(1);
+    let mut reader = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    let mut full = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    broker.publish("t", Message::new("0")).await.unwrap();
+    assert_eq!(body(&next(&mut reader).await), "0");
+
+    {
+        let mut publishing = pin!(broker.publish("t", Message::new("dropped")));
+        assert!(poll!(publishing.as_mut()).is_pending(), "waits for `full`");
+    }
+
+    assert_eq!(body(&next(&mut full).await), "0");
+    broker.publish("t", Message::new("2")).await.unwrap();
+    assert_eq!(body(&next(&mut reader).await), "2");
+    assert_eq!(body(&next(&mut full).await), "2");
+}
+
+#[tokio::test]
+async fn a_member_joining_releases_a_publisher_blocked_on_its_group() {
+    let broker = blocking(1);
+    let group = SubscribeOptions::queue("workers");
+    let _full = broker.subscribe("t", &group).await.unwrap();
+    broker.publish("t", Message::new("0")).await.unwrap();
+
+    let mut publishing = pin!(broker.publish("t", Message::new("1")));
+    assert!(
+        poll!(publishing.as_mut()).is_pending(),
+        "the only member is full"
+    );
+    let mut joined = broker.subscribe("t", &group).await.unwrap();
+    timeout(WAIT, publishing)
+        .await
+        .expect("the new member has room")
+        .unwrap();
+    assert_eq!(body(&next(&mut joined).await), "1");
+}
+
+#[tokio::test]
+async fn a_leaving_member_hands_its_backlog_to_the_rest_of_the_group() {
+    let broker = MemoryBroker::new();
+    let group = SubscribeOptions::queue("workers");
+    let leaver = broker.subscribe("t", &group).await.unwrap();
+    let mut stayer = broker.subscribe("t", &group).await.unwrap();
+    for i in 0..10 {
+        broker
+            .publish("t", Message::new(i.to_string()))
+            .await
+            .unwrap();
+    }
+    drop(leaver);
+
+    let mut received = BTreeSet::new();
+    for _ in 0..10 {
+        assert!(received.insert(body(&next(&mut stayer).await)), "duplicate");
+    }
+    let expected: BTreeSet<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(received, expected);
+}
+
+#[tokio::test]
+async fn the_last_member_leaving_removes_the_group_and_its_backlog() {
+    let broker = MemoryBroker::new();
+    let group = SubscribeOptions::queue("workers");
+    let only = broker.subscribe("t", &group).await.unwrap();
+    broker.publish("t", Message::new("old")).await.unwrap();
+    drop(only);
+    assert_eq!(
+        broker.shared.route_count(),
+        0,
+        "nothing kept for a gone group"
+    );
+
+    broker.publish("t", Message::new("unheard")).await.unwrap();
+    let mut newcomer = broker.subscribe("t", &group).await.unwrap();
+    broker.publish("t", Message::new("new")).await.unwrap();
+    assert_eq!(body(&next(&mut newcomer).await), "new");
+}
+
+#[tokio::test]
+async fn dropping_subscriptions_removes_every_route() {
+    let broker = MemoryBroker::new();
+    let subs = [
+        broker
+            .subscribe("a.b", &SubscribeOptions::fanout())
+            .await
+            .unwrap(),
+        broker
+            .subscribe("a.*", &SubscribeOptions::fanout())
+            .await
+            .unwrap(),
+        broker
+            .subscribe("a.>", &SubscribeOptions::queue("g"))
+            .await
+            .unwrap(),
+        broker
+            .subscribe("a.b", &SubscribeOptions::queue("g").with_manual_ack())
+            .await
+            .unwrap(),
+    ];
+    assert!(broker.shared.route_count() > 0);
+    drop(subs);
+    assert_eq!(broker.shared.route_count(), 0);
+}
+
+#[tokio::test]
+async fn an_unsettled_delivery_dropped_is_redelivered() {
+    let broker = MemoryBroker::new();
+    let mut sub = broker
+        .subscribe("t", &SubscribeOptions::fanout().with_manual_ack())
+        .await
+        .unwrap();
+    broker.publish("t", Message::new("job")).await.unwrap();
+    let first = next(&mut sub).await;
+    drop(first);
+    let mut again = next(&mut sub).await;
+    assert_eq!(body(&again), "job");
+    again.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn unsettled_deliveries_of_a_leaving_member_go_to_another_member() {
+    let broker = MemoryBroker::new();
+    let group = SubscribeOptions::queue("workers").with_manual_ack();
+    let mut a = broker.subscribe("t", &group).await.unwrap();
+    let mut b = broker.subscribe("t", &group).await.unwrap();
+    broker.publish("t", Message::new("job")).await.unwrap();
+
+    let (holder, mut other, delivery) = match a.next().now_or_never() {
+        Some(Some(delivery)) => (a, b, delivery.unwrap()),
+        _ => {
+            let delivery = next(&mut b).await;
+            (b, a, delivery)
+        }
+    };
+    drop(holder);
+    drop(delivery);
+    let mut redelivered = next(&mut other).await;
+    assert_eq!(body(&redelivered), "job");
+    redelivered.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unsettled_delivery_keeps_its_buffer_slot() {
+    let broker = blocking(1);
+    let mut sub = broker
+        .subscribe("t", &SubscribeOptions::fanout().with_manual_ack())
+        .await
+        .unwrap();
+    broker.publish("t", Message::new("0")).await.unwrap();
+    let mut delivery = next(&mut sub).await;
+
+    let mut publishing = pin!(broker.publish("t", Message::new("1")));
+    assert!(
+        poll!(publishing.as_mut()).is_pending(),
+        "slot held until settled"
+    );
+    delivery.ack().await.unwrap();
+    timeout(WAIT, publishing)
+        .await
+        .expect("the ack freed the slot")
+        .unwrap();
+    assert_eq!(body(&next(&mut sub).await), "1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn nack_waits_for_its_delay() {
+    let broker = MemoryBroker::new();
+    let mut sub = broker
+        .subscribe("t", &SubscribeOptions::fanout().with_manual_ack())
+        .await
+        .unwrap();
+    broker.publish("t", Message::new("job")).await.unwrap();
+    let mut delivery = next(&mut sub).await;
+    delivery
+        .nack(Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+
+    assert!(
+        timeout(Duration::from_secs(1800), sub.next())
+            .await
+            .is_err(),
+        "redelivered before its delay"
+    );
+    let mut again = timeout(Duration::from_secs(3600), sub.next())
+        .await
+        .expect("redelivered after the delay")
+        .unwrap()
+        .unwrap();
+    assert_eq!(body(&again), "job");
+    again.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn publishing_to_a_wildcard_or_subscribing_to_garbage_is_invalid() {
+    let broker = MemoryBroker::new();
+    let err = broker.publish("a.*", Message::new("x")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let err = broker
+        .subscribe("a.>.b", &SubscribeOptions::fanout())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
