@@ -97,8 +97,11 @@ forward_transport!(Box);
 /// no grace period.
 pub struct Listener {
     address: String,
-    shutdown: Option<Box<dyn FnOnce(Duration) -> BoxFuture<'static, Result<()>> + Send>>,
+    shutdown: Option<ShutdownFn>,
 }
+
+/// What a backend gives a [`Listener`] to stop its server with a grace period.
+type ShutdownFn = Box<dyn FnOnce(Duration) -> BoxFuture<'static, Result<()>> + Send>;
 
 impl Listener {
     /// A listener bound to `address`, stopped by `shutdown`.

@@ -28,7 +28,7 @@
 //! `trailer`, `transfer-encoding`, `upgrade`, `user-agent` and the two
 //! `micro-` headers above.
 //!
-//! A client maps an error response back into an [`Error`](crate::Error) of
+//! A client maps an error response back into an [`Error`] of
 //! the same kind; when the body is not micro's, the kind follows the status
 //! ([`ErrorKind::from_http_status`](crate::ErrorKind::from_http_status)). A
 //! refused or broken connection is `Unavailable`; a call past its deadline is
