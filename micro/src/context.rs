@@ -8,18 +8,21 @@ use crate::{Client, Metadata};
 
 /// Metadata keys that describe one hop (HTTP framing, content negotiation,
 /// transport control) and so are not passed on to downstream calls.
-const HOP_KEYS: [&str; 16] = [
+const HOP_KEYS: [&str; 19] = [
     "accept",
     "accept-encoding",
     "connection",
     "content-encoding",
     "content-length",
     "content-type",
+    "date",
     "expect",
     "host",
+    "http2-settings",
     "keep-alive",
     "proxy-authorization",
     "proxy-connection",
+    "server",
     "te",
     "trailer",
     "transfer-encoding",

@@ -152,6 +152,17 @@ pub struct EnvConfig {
     pub transport: BackendChoice,
 }
 
+impl Default for EnvConfig {
+    /// What an empty environment gives: memory registry, memory broker, HTTP transport.
+    fn default() -> EnvConfig {
+        EnvConfig {
+            registry: default_choice("memory"),
+            broker: default_choice("memory"),
+            transport: default_choice("http"),
+        }
+    }
+}
+
 impl EnvConfig {
     /// Reads the process environment. A variable that is not valid Unicode is
     /// an `InvalidArgument` error.
@@ -174,8 +185,8 @@ impl EnvConfig {
     }
 
     /// Reads variables through `lookup` (a map in tests, the environment in
-    /// [`from_env`](EnvConfig::from_env)) and checks every backend named is
-    /// known and compiled in.
+    /// [`from_env`](EnvConfig::from_env)) and checks that every backend named
+    /// is known and compiled in. (Defaults are checked when built.)
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<EnvConfig> {
         Ok(EnvConfig {
             registry: choose(&lookup, REGISTRY, REGISTRY_ADDRESS, "memory", &REGISTRIES)?,
@@ -217,10 +228,17 @@ fn choose(
             .map(|value| value.trim().to_owned())
             .filter(|value| !value.is_empty())
     };
-    let name = set(variable)
-        .map(|value| value.to_ascii_lowercase())
-        .unwrap_or_else(|| default.to_owned());
-    check_known(variable, &name, known)?;
+    // A backend named explicitly is checked now; a default one only when it
+    // is built, so that a build without it still works when the caller
+    // supplies that building block itself.
+    let name = match set(variable) {
+        Some(value) => {
+            let name = value.to_ascii_lowercase();
+            check_known(variable, &name, known)?;
+            name
+        }
+        None => default.to_owned(),
+    };
     Ok(BackendChoice {
         name,
         address: set(address_variable),
@@ -303,21 +321,6 @@ fn default_choice(name: &str) -> BackendChoice {
     }
 }
 
-/// The registry used when none is given: the process-wide in-memory one.
-pub(crate) fn default_registry() -> Result<DynRegistry> {
-    build_registry(&default_choice("memory"))
-}
-
-/// The broker used when none is given: the process-wide in-memory one.
-pub(crate) fn default_broker() -> Result<DynBroker> {
-    build_broker(&default_choice("memory"))
-}
-
-/// The transport used when none is given: HTTP.
-pub(crate) fn default_transport() -> Result<DynTransport> {
-    build_transport(&default_choice("http"))
-}
-
 /// The registry as a client looks services up: through a watch-fed cache.
 pub(crate) fn cached(registry: DynRegistry) -> DynRegistry {
     Arc::new(CachingRegistry::new(registry))
@@ -341,6 +344,7 @@ mod tests {
     #[test]
     fn nothing_set_gives_memory_memory_http() {
         let config = config(&[]).unwrap();
+        assert_eq!(config, EnvConfig::default());
         assert_eq!(config.registry, default_choice("memory"));
         assert_eq!(config.broker, default_choice("memory"));
         assert_eq!(config.transport, default_choice("http"));
@@ -399,6 +403,6 @@ mod tests {
         assert_eq!(config.registry().unwrap().scheme(), "memory");
         assert_eq!(config.broker().unwrap().scheme(), "memory");
         assert_eq!(config.transport().unwrap().scheme(), "memory");
-        assert_eq!(default_transport().unwrap().scheme(), "http");
+        assert_eq!(EnvConfig::default().transport().unwrap().scheme(), "http");
     }
 }

@@ -43,6 +43,7 @@ use crate::{
     Error, ErrorKind, Metadata, Result,
     broker::{Broker, DynBroker, Message},
     codec::{self, ContentType},
+    env::EnvConfig,
     registry::{DynRegistry, Node, Registry},
     selector::Selector,
     service::NODE_TRANSPORT,
@@ -128,9 +129,9 @@ impl Client {
     }
 
     /// A client whose backends come from `MICRO_REGISTRY`, `MICRO_BROKER` and
-    /// `MICRO_TRANSPORT` (see [`env`](crate::env)).
+    /// `MICRO_TRANSPORT` (see [`env`](mod@crate::env)).
     pub fn from_env() -> Result<Client> {
-        let config = crate::env::EnvConfig::from_env()?;
+        let config = EnvConfig::from_env()?;
         Client::builder()
             .registry(config.registry()?)
             .transport(config.transport()?)
@@ -582,17 +583,18 @@ impl ClientBuilder {
                 self.content_type
             )));
         }
+        let defaults = EnvConfig::default();
         let registry = match self.registry.take() {
             Some(registry) => registry,
-            None => crate::env::default_registry()?,
+            None => defaults.registry()?,
         };
         let transport = match self.transport.take() {
             Some(transport) => transport,
-            None => crate::env::default_transport()?,
+            None => defaults.transport()?,
         };
         let broker = match self.broker.take() {
             Some(broker) => broker,
-            None => crate::env::default_broker()?,
+            None => defaults.broker()?,
         };
         Ok(self.build_with(Backends {
             registry: crate::env::cached(registry),

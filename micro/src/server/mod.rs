@@ -395,3 +395,175 @@ impl fmt::Debug for Server {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::{ErrorKind, Metadata};
+
+    fn json(value: &impl Serialize) -> Bytes {
+        ContentType::Json.encode(value).unwrap()
+    }
+
+    async fn call(server: &Server, request: Request) -> Result<Response> {
+        server.handler().unwrap().call_once(request).await
+    }
+
+    fn adder() -> Server {
+        Server::new()
+            .name("adder")
+            .handle(
+                "Adder.Add",
+                |_ctx, (a, b): (i64, i64)| async move { Ok(a + b) },
+            )
+    }
+
+    #[tokio::test]
+    async fn answers_in_the_codec_of_the_request() {
+        let server = adder();
+        let response = call(&server, Request::new("Adder.Add", json(&(2, 3))))
+            .await
+            .unwrap();
+        assert_eq!(response.content_type, codec::JSON);
+        assert_eq!(&response.body.into_bytes().unwrap()[..], b"5");
+
+        let body = ContentType::MsgPack.encode(&(2, 3)).unwrap();
+        let request = Request::new("Adder.Add", body).with_content_type("application/x-msgpack");
+        let response = call(&server, request).await.unwrap();
+        assert_eq!(response.content_type, codec::MSGPACK);
+        let sum: i64 = ContentType::MsgPack
+            .decode(&response.body.into_bytes().unwrap())
+            .unwrap();
+        assert_eq!(sum, 5);
+    }
+
+    #[tokio::test]
+    async fn unknown_endpoint_and_content_type_are_refused() {
+        let server = adder();
+        let err = call(&server, Request::new("Adder.Sub", json(&(1, 1))))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.message().contains("Adder.Sub"), "{err}");
+
+        let request = Request::new("Adder.Add", "<a/>").with_content_type("text/xml");
+        let err = call(&server, request).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains(codec::JSON), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_only_its_own_call() {
+        let server = adder().handle("Adder.Panic", |_ctx, (): ()| async move {
+            if true {
+                panic!("boom");
+            }
+            Ok(())
+        });
+        let err = call(&server, Request::new("Adder.Panic", "null"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert!(
+            call(&server, Request::new("Adder.Add", json(&(1, 1))))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_timeout() {
+        let server = adder().handle("Adder.Never", |_ctx, (): ()| async move {
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        let request = Request::new("Adder.Never", "null")
+            .with_deadline(Instant::now() + Duration::from_millis(20));
+        let err = call(&server, request).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+    }
+
+    #[tokio::test]
+    async fn handlers_see_their_context() {
+        let server = Server::new().name("echo").handle_raw(
+            "Echo.Context",
+            |ctx: Context, _body: Bytes| async move {
+                Ok(Bytes::from(format!(
+                    "{} {} {} {} {}",
+                    ctx.service(),
+                    ctx.endpoint(),
+                    ctx.metadata().get("content-type").unwrap_or_default(),
+                    ctx.metadata().get("trace-id").unwrap_or_default(),
+                    ctx.remaining().is_some(),
+                )))
+            },
+        );
+        let request = Request::new("Echo.Context", "x")
+            .with_content_type("text/plain")
+            .with_metadata("trace-id", "t1")
+            .with_deadline(Instant::now() + Duration::from_secs(60));
+        let response = call(&server, request).await.unwrap();
+        assert_eq!(response.content_type, codec::OCTET_STREAM);
+        assert_eq!(
+            &response.body.into_bytes().unwrap()[..],
+            b"echo Echo.Context text/plain t1 true"
+        );
+    }
+
+    #[test]
+    fn endpoints_describe_handlers_and_subscribers() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Ping {
+            #[prost(string, tag = "1")]
+            text: String,
+        }
+        let server = adder()
+            .handle_proto("Adder.Ping", |_ctx, ping: Ping| async move { Ok(ping) })
+            .subscribe(
+                "adder.reset",
+                |_ctx, _event: Metadata| async move { Ok(()) },
+            );
+        let endpoints = server.endpoints();
+        let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["Adder.Add", "Adder.Ping", "adder.reset"]);
+        assert_eq!(endpoints[0].request.as_deref(), Some("(i64, i64)"));
+        assert_eq!(endpoints[0].response.as_deref(), Some("i64"));
+        assert_eq!(
+            endpoints[0].metadata.get(CONTENT_TYPES_KEY),
+            Some("application/json,application/msgpack")
+        );
+        assert_eq!(
+            endpoints[1].metadata.get(CONTENT_TYPES_KEY),
+            Some(codec::PROTOBUF)
+        );
+        assert_eq!(endpoints[2].metadata.get(SUBSCRIBER_KEY), Some("true"));
+    }
+
+    #[test]
+    fn an_endpoint_handled_twice_is_refused() {
+        let server = adder().handle("Adder.Add", |_ctx, (): ()| async move { Ok(()) });
+        assert_eq!(
+            server.validate().unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            server.handler().unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_client_downstream_calls_fail_clearly() {
+        let server = Server::new().handle("Relay.Call", |ctx: Context, (): ()| async move {
+            ctx.client().call::<_, ()>("other", "Other.Call", &()).await
+        });
+        let err = call(&server, Request::new("Relay.Call", "null"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    }
+}

@@ -422,12 +422,12 @@ impl ServiceBuilder {
     /// TTL, an endpoint handled twice, or a default backend whose feature is
     /// not compiled in.
     pub fn build(self) -> Result<Service> {
-        self.build_from(&EnvConfig::from_lookup(|_| None)?)
+        self.build_from(&EnvConfig::default())
     }
 
     /// The service, with backends not given (and the address, if not given)
     /// chosen by `MICRO_REGISTRY`, `MICRO_BROKER`, `MICRO_TRANSPORT` and their
-    /// `_ADDRESS` variables; see [`env`](crate::env). Explicit settings win.
+    /// `_ADDRESS` variables; see [`env`](mod@crate::env). Explicit settings win.
     pub fn build_from_env(self) -> Result<Service> {
         self.build_from(&EnvConfig::from_env()?)
     }
