@@ -4,11 +4,12 @@
 
 use std::{any::Any, panic::AssertUnwindSafe};
 
-use futures::FutureExt;
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::task_tracker::TaskTrackerToken};
 
-use crate::{Error, Handler, Request, Response, Result};
+use crate::{BodyStream, Error, Handler, Request, Response, Result};
 
 /// Runs `handler` on `request`, racing it against the request's deadline and,
 /// for backends that cancel calls with a token, the server's shutdown. The
@@ -36,6 +37,60 @@ pub(crate) async fn serve_call(
         () = shutdown => Err(shutdown_error()),
         () = sleep_until_deadline(deadline) => Err(deadline_exceeded()),
         outcome = call => outcome.unwrap_or_else(|panic| Err(panic_error(panic.as_ref()))),
+    }
+}
+
+/// What a streamed body passed between caller and handler is held to.
+pub(crate) struct StreamLimits {
+    /// The largest message; a larger one ends the stream with `ResourceExhausted`.
+    pub(crate) max_message_size: usize,
+    /// The stream fails with `Timeout` once this passes.
+    pub(crate) deadline: Option<Instant>,
+    /// The stream fails with `Unavailable` once this is cancelled (the
+    /// server's grace period is over).
+    pub(crate) shutdown: Option<CancellationToken>,
+    /// Keeps the call counted in flight while the stream is alive.
+    pub(crate) _in_flight: Option<TaskTrackerToken>,
+}
+
+/// Wraps a stream so that each message is held to `limits`, a panic while
+/// producing one becomes an `Internal` error, and the first error ends it.
+pub(crate) fn limit_stream(
+    stream: BodyStream,
+    what: &'static str,
+    limits: StreamLimits,
+) -> BodyStream {
+    futures::stream::unfold(Some((stream, limits)), move |state| async move {
+        let (mut stream, limits) = state?;
+        let message = next_message(&mut stream, what, &limits).await?;
+        let go_on = message.is_ok();
+        Some((message, go_on.then_some((stream, limits))))
+    })
+    .boxed()
+}
+
+async fn next_message(
+    stream: &mut BodyStream,
+    what: &'static str,
+    limits: &StreamLimits,
+) -> Option<Result<Bytes>> {
+    let shutdown = async {
+        match &limits.shutdown {
+            Some(shutdown) => shutdown.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        () = shutdown => Some(Err(shutdown_error())),
+        () = sleep_until_deadline(limits.deadline) => Some(Err(deadline_exceeded())),
+        next = AssertUnwindSafe(stream.next()).catch_unwind() => match next {
+            Err(panic) => Some(Err(panic_error(panic.as_ref()))),
+            Ok(Some(Ok(message))) if message.len() > limits.max_message_size => Some(Err(
+                body_too_large(&format!("streamed {what} message"), message.len(), limits.max_message_size),
+            )),
+            Ok(next) => next,
+        },
     }
 }
 

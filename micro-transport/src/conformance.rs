@@ -68,6 +68,7 @@ macro_rules! transport_conformance_tests {
             server_stream,
             bidi_stream,
             stream_cancelled_on_drop,
+            stream_deadline_exceeded,
         );
     };
 }
@@ -401,6 +402,27 @@ pub async fn stream_cancelled_on_drop(transport: &dyn Transport, listen_address:
     server.stop().await;
 }
 
+/// A response stream still open when the deadline passes ends with `Timeout`.
+pub async fn stream_deadline_exceeded(transport: &dyn Transport, listen_address: &str) {
+    let server = TestServer::start(transport, listen_address).await;
+    let request =
+        Request::new("Test.Trickle", "").with_deadline(Instant::now() + Duration::from_millis(200));
+    let outcome = within(server.channel.call_once(request)).await;
+    if expect_unimplemented_without_streaming(transport, outcome.as_ref().err()) {
+        return server.stop().await;
+    }
+    let mut stream = outcome.unwrap().body.into_stream();
+    assert_eq!(within(stream.next()).await.unwrap().unwrap(), "first");
+    let err = within(stream.next()).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(
+        within(stream.next()).await.is_none(),
+        "an error ends the stream"
+    );
+    server.assert_still_serving().await;
+    server.stop().await;
+}
+
 /// For a backend without streaming: asserts the streamed call failed with
 /// `Unimplemented` and returns true. For one with streaming: returns false.
 fn expect_unimplemented_without_streaming(transport: &dyn Transport, err: Option<&Error>) -> bool {
@@ -581,6 +603,12 @@ async fn handle(probes: ProbeSenders, request: Request) -> Result<Response> {
                 .into_stream()
                 .map(|message| message.map(|m| Bytes::from(m.to_ascii_uppercase())));
             Ok(Response::new(Body::stream(replies)))
+        }
+        "Test.Trickle" => {
+            let first = futures::stream::once(async { Ok(Bytes::from_static(b"first")) });
+            Ok(Response::new(Body::stream(
+                first.chain(futures::stream::pending()),
+            )))
         }
         "Test.Ticks" => Ok(Response::new(Body::Stream(ticks(
             probes.ticks_closed.clone(),

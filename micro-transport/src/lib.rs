@@ -49,7 +49,7 @@
 //! | backend | scheme | streaming | notes |
 //! |---|---|---|---|
 //! | [`memory::MemoryTransport`] | `memory` | yes | in-process, no serialization or copies; one process-wide network ([`MemoryTransport::new`](memory::MemoryTransport::new)) or a private one ([`isolated`](memory::MemoryTransport::isolated)) |
-//! | [`http::HttpTransport`] | `http` | not yet | hyper 1, HTTP/1.1 and h2c; plain HTTP that curl can call |
+//! | [`http::HttpTransport`] | `http` | yes | hyper 1, HTTP/1.1 and h2c; plain HTTP that curl can call; streams as length-prefixed frames |
 //! | gRPC | `grpc` | planned | a later release: plain gRPC that any gRPC client can call |
 //!
 //! Every backend enforces the same rules, checked by the conformance suite
@@ -74,10 +74,12 @@
 //! calls a micro service. `Content-Type` carries the codec's content type both
 //! ways. Other headers are the call's metadata, both ways, except the ones
 //! describing the exchange itself (`content-length`, `host`, `user-agent`, ...,
-//! listed in [`http`]). Two headers are micro's own: `micro-service` names the
-//! called service and `micro-timeout` carries the time the caller still
+//! listed in [`http`]). Three headers are micro's own: `micro-service` names
+//! the called service; `micro-timeout` carries the time the caller still
 //! waits, a whole number and a unit (`h`, `m`, `s`, `ms`, `us`, `ns`) such as
-//! `250ms`; the server fails the call with `Timeout` when it runs out.
+//! `250ms`, and the server fails the call with `Timeout` when it runs out;
+//! `micro-body: stream` marks a streamed body, sent as length-prefixed frames
+//! (one byte of kind, four of big-endian length, the payload).
 //!
 //! Success is `200` with the response message. A failure is the kind's HTTP
 //! status ([`ErrorKind::http_status`]: `not_found` 404, `invalid_argument`

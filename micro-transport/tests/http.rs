@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use micro_transport::{
     Body, Error, ErrorKind, Handler, Listener, Request, Response, Transport, http::HttpTransport,
 };
@@ -41,6 +42,14 @@ fn handler() -> Handler {
                 Bytes::from_static(b"one"),
             )])))),
             "Test.Big" => Ok(Response::new(vec![b'x'; 2048])),
+            "Test.Join" => {
+                let mut messages = Vec::new();
+                let mut stream = request.body.into_stream();
+                while let Some(message) = stream.next().await {
+                    messages.push(String::from_utf8_lossy(&message?).into_owned());
+                }
+                Ok(Response::new(messages.join(",").into_bytes()))
+            }
             other => Err(Error::not_found(format!("no endpoint {other}"))),
         }
     })
@@ -264,9 +273,6 @@ async fn errors_are_json_bodies_with_the_matching_status() {
     raw(address, &post("/Test.Panic", "", ""))
         .await
         .assert_error(500, "internal");
-    raw(address, &post("/Test.Stream", "", ""))
-        .await
-        .assert_error(501, "unimplemented");
     assert_still_serving(address).await;
     listener.shutdown(Duration::from_secs(5)).await.unwrap();
 }
@@ -401,5 +407,92 @@ async fn a_server_limit_below_the_client_limit_is_resource_exhausted() {
         response.body.into_bytes().unwrap(),
         r#"{"message":"Hello Cy"}"#
     );
+    listener.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Frames a message as the HTTP transport streams it: kind, big-endian length, payload.
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![kind];
+    frame.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The payload of a chunked HTTP/1.1 body.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16).unwrap();
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return payload;
+        }
+        payload.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+fn post_stream(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: text/plain\r\nmicro-body: stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+#[tokio::test]
+async fn a_streamed_response_is_a_chunked_body_of_frames() {
+    let transport = HttpTransport::new();
+    let listener = start(&transport).await;
+    let response = raw(listener.address(), &post("/Test.Stream", "", "")).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("micro-body"), Some("stream"));
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(dechunk(&response.body), frame(0, b"one"));
+    listener.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_streamed_request_is_read_frame_by_frame() {
+    let transport = HttpTransport::new();
+    let listener = start(&transport).await;
+    let body = [frame(0, b"a"), frame(0, b""), frame(0, b"bc")].concat();
+    let response = raw(listener.address(), &post_stream("/Test.Join", &body)).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.body, b"a,,bc");
+    listener.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_request_streams_end_with_the_matching_error() {
+    let transport = HttpTransport::new();
+    let listener = start(&transport).await;
+    let address = listener.address();
+    // A frame claiming 4 GiB is refused from its header, before any payload.
+    let absurd = [frame(0, b"ok"), vec![0, 0xff, 0xff, 0xff, 0xff]].concat();
+    raw(address, &post_stream("/Test.Join", &absurd))
+        .await
+        .assert_error(429, "resource_exhausted");
+    let truncated = [frame(0, b"ok"), vec![0, 0, 0, 0, 9, b'x']].concat();
+    raw(address, &post_stream("/Test.Join", &truncated))
+        .await
+        .assert_error(503, "unavailable");
+    let unknown_kind = frame(7, b"?");
+    raw(address, &post_stream("/Test.Join", &unknown_kind))
+        .await
+        .assert_error(400, "invalid_argument");
+    let error = [
+        frame(0, b"ok"),
+        frame(1, br#"{"code":"aborted","message":"client gave up"}"#),
+    ]
+    .concat();
+    raw(address, &post_stream("/Test.Join", &error))
+        .await
+        .assert_error(409, "aborted");
+    assert_still_serving(address).await;
     listener.shutdown(Duration::from_secs(5)).await.unwrap();
 }

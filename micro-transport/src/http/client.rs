@@ -7,21 +7,24 @@ use ::http::{HeaderValue, Uri, header::CONTENT_TYPE};
 use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tokio::time::Instant;
 
-use super::wire::{
-    SERVICE_HEADER, TIMEOUT_HEADER, error_from_response, format_timeout, metadata_from_headers,
-    metadata_into_headers,
+use super::{
+    stream::{self, HttpBody},
+    wire::{
+        BODY_HEADER, SERVICE_HEADER, STREAM, TIMEOUT_HEADER, error_from_response, format_timeout,
+        is_stream, metadata_from_headers, metadata_into_headers,
+    },
 };
 use crate::{
     Body, Error, Request, Response, Result,
-    call::{body_too_large, deadline_exceeded},
+    call::{StreamLimits, body_too_large, deadline_exceeded, limit_stream},
 };
 
 /// The pooled hyper client every channel of one transport shares.
-pub(super) type PooledClient = Client<HttpConnector, Full<Bytes>>;
+pub(super) type PooledClient = Client<HttpConnector, HttpBody>;
 
 /// The calling side of the HTTP transport: `POST http://{address}/{endpoint}`
 /// over the transport's connection pool.
@@ -60,15 +63,30 @@ impl HttpChannel {
     }
 
     async fn exchange(&self, request: Request) -> Result<Response> {
+        let deadline = request.deadline;
         let http_request = self.encode(request)?;
         let response = self.client.request(http_request).await.map_err(|err| {
             Error::unavailable(format!("calling {} failed", self.base)).with_source(err)
         })?;
         let (parts, body) = response.into_parts();
-        let body = self.read_body(body).await?;
-        if !parts.status.is_success() {
-            return Err(error_from_response(parts.status, &body));
-        }
+        let body = if parts.status.is_success() && is_stream(&parts.headers) {
+            Body::Stream(limit_stream(
+                stream::decode(body, self.max_body_size, "response"),
+                "response",
+                StreamLimits {
+                    max_message_size: self.max_body_size,
+                    deadline,
+                    shutdown: None,
+                    _in_flight: None,
+                },
+            ))
+        } else {
+            let body = self.read_body(body).await?;
+            if !parts.status.is_success() {
+                return Err(error_from_response(parts.status, &body));
+            }
+            Body::Full(body)
+        };
         let content_type = parts
             .headers
             .get(CONTENT_TYPE)
@@ -78,39 +96,49 @@ impl HttpChannel {
         Ok(Response {
             content_type,
             metadata: metadata_from_headers(&parts.headers),
-            body: Body::Full(body),
+            body,
         })
     }
 
     /// Builds the HTTP request for a call, refusing what cannot be sent.
-    fn encode(&self, request: Request) -> Result<::http::Request<Full<Bytes>>> {
+    fn encode(&self, request: Request) -> Result<::http::Request<HttpBody>> {
+        let uri = self.uri(&request.endpoint)?;
+        let streamed = request.body.is_stream();
         let body = match request.body {
-            Body::Full(bytes) => bytes,
-            Body::Stream(_) => {
-                return Err(Error::unimplemented(
-                    "the http transport does not carry streamed bodies yet",
+            Body::Full(bytes) if bytes.len() > self.max_body_size => {
+                return Err(body_too_large(
+                    "request body",
+                    bytes.len(),
+                    self.max_body_size,
                 ));
             }
+            Body::Full(bytes) => stream::full(bytes),
+            // Checking messages here as well as on the server means an
+            // oversized one is never sent: the server learns of it from an
+            // error frame and answers while the connection is still usable.
+            Body::Stream(messages) => stream::encode(limit_stream(
+                messages,
+                "request",
+                StreamLimits {
+                    max_message_size: self.max_body_size,
+                    deadline: None,
+                    shutdown: None,
+                    _in_flight: None,
+                },
+            )),
         };
-        if body.len() > self.max_body_size {
-            return Err(body_too_large(
-                "request body",
-                body.len(),
-                self.max_body_size,
-            ));
-        }
-        let uri = self.uri(&request.endpoint)?;
-        let mut http_request = ::http::Request::post(uri)
-            .body(Full::new(body))
-            .map_err(|err| {
-                Error::invalid_argument("building the http request failed").with_source(err)
-            })?;
+        let mut http_request = ::http::Request::post(uri).body(body).map_err(|err| {
+            Error::invalid_argument("building the http request failed").with_source(err)
+        })?;
         let headers = http_request.headers_mut();
         metadata_into_headers(&request.metadata, headers)?;
         headers.insert(
             CONTENT_TYPE,
             header_value("content type", &request.content_type)?,
         );
+        if streamed {
+            headers.insert(BODY_HEADER, HeaderValue::from_static(STREAM));
+        }
         if !request.service.is_empty() {
             headers.insert(
                 SERVICE_HEADER,

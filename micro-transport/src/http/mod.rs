@@ -8,6 +8,8 @@
 //!
 //! # Wire format
 //!
+//! A unary call:
+//!
 //! | | |
 //! |---|---|
 //! | request | `POST /{endpoint}`, e.g. `POST /Greeter.Hello`; `POST /{service}/{endpoint}` is accepted too |
@@ -15,6 +17,7 @@
 //! | `Content-Type` | the codec's content type, both ways; a request without one is taken as `application/json` |
 //! | `micro-service` | the called service's name, when the caller names one ([`SERVICE_HEADER`]) |
 //! | `micro-timeout` | the time the caller still waits: a whole number and a unit, `h`, `m`, `s`, `ms`, `us` or `ns`, such as `250ms` ([`TIMEOUT_HEADER`]). The server fails the call with 504 `deadline_exceeded` when it runs out |
+//! | `micro-body` | `stream` when the body is a stream of frames, both ways (see [Streams](#streams)) |
 //! | other headers | the call's metadata, both ways (names lower-cased; repeated headers joined with `", "`) |
 //! | success | `200` with the encoded response message |
 //! | failure | the kind's HTTP status ([`ErrorKind::http_status`](crate::ErrorKind::http_status)) and the JSON body `{"code":"not_found","message":"..."}`, code being [`ErrorKind::as_str`](crate::ErrorKind::as_str) |
@@ -25,7 +28,7 @@
 //! metadata: `accept`, `accept-encoding`, `connection`, `content-encoding`,
 //! `content-length`, `content-type`, `date`, `expect`, `host`,
 //! `http2-settings`, `keep-alive`, `proxy-connection`, `server`, `te`,
-//! `trailer`, `transfer-encoding`, `upgrade`, `user-agent` and the two
+//! `trailer`, `transfer-encoding`, `upgrade`, `user-agent` and the three
 //! `micro-` headers above.
 //!
 //! A client maps an error response back into an [`Error`] of
@@ -34,9 +37,19 @@
 //! refused or broken connection is `Unavailable`; a call past its deadline is
 //! `Timeout` on the client as well as on the server.
 //!
-//! Streamed bodies are not carried yet: [`Capabilities::streaming`] is false,
-//! a client refuses a [`Body::Stream`](crate::Body::Stream) request and a
-//! server answers a handler's streamed response with 501 `unimplemented`.
+//! # Streams
+//!
+//! A streamed body (client, server or bidirectional streaming) is marked with
+//! the header `micro-body: stream` ([`BODY_HEADER`]) and carries one frame per
+//! message: one byte of kind, four bytes of big-endian length, then the
+//! payload. Kind 0 is a message; kind 1 is an error whose payload is the JSON
+//! error body and which ends the stream; the end of the HTTP body ends the
+//! stream. Over HTTP/1.1 the body is chunked, over h2c it is a sequence of
+//! DATA frames; either way HTTP's flow control carries the back-pressure,
+//! since frames are written only as fast as the receiver pulls messages.
+//! Each message is held to the maximum body size, judged from its frame
+//! header before its payload is read. Dropping a response stream closes its
+//! HTTP stream, which drops the handler's stream on the server.
 //!
 //! ```no_run
 //! use micro_transport::{Handler, Request, Response, Transport, http::HttpTransport};
@@ -53,6 +66,7 @@
 mod client;
 mod config;
 mod server;
+mod stream;
 mod wire;
 
 use std::fmt;
@@ -65,7 +79,7 @@ use hyper_util::{
 
 use self::client::{HttpChannel, PooledClient};
 pub use self::config::HttpConfig;
-pub use self::wire::{SERVICE_HEADER, TIMEOUT_HEADER};
+pub use self::wire::{BODY_HEADER, SERVICE_HEADER, TIMEOUT_HEADER};
 use crate::{Capabilities, Channel, Error, Handler, Listener, Result, Transport};
 
 /// The HTTP transport. Cheap to clone; clones share the client connection pool.
@@ -186,7 +200,7 @@ impl Transport for HttpTransport {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
-            .with_streaming(false)
+            .with_streaming(true)
             .with_max_body_size(Some(self.config.max_body_size))
     }
 
@@ -248,7 +262,7 @@ mod tests {
     fn builds_outside_a_runtime() {
         let transport = HttpTransport::builder().max_body_size(10).build();
         assert_eq!(transport.config().max_body_size, 10);
-        assert!(!transport.capabilities().streaming);
+        assert!(transport.capabilities().streaming);
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use ::http::{
 };
 use bytes::Bytes;
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -22,13 +22,17 @@ use tokio::{
     time::Instant,
 };
 
-use super::wire::{
-    SERVICE_HEADER, TIMEOUT_HEADER, error_response, error_response_with_status,
-    metadata_from_headers, metadata_into_headers, parse_timeout,
+use super::{
+    stream::{self, HttpBody},
+    wire::{
+        BODY_HEADER, SERVICE_HEADER, STREAM, TIMEOUT_HEADER, error_response,
+        error_response_with_status, is_stream, metadata_from_headers, metadata_into_headers,
+        parse_timeout,
+    },
 };
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
-    call::{body_too_large, deadline_exceeded, serve_call},
+    call::{StreamLimits, body_too_large, deadline_exceeded, limit_stream, serve_call},
 };
 
 /// How long the accept loop pauses after a failed accept (such as running out
@@ -157,24 +161,23 @@ async fn serve_connection(
 async fn handle(
     state: Arc<ServerState>,
     request: ::http::Request<Incoming>,
-) -> Result<::http::Response<Full<Bytes>>, Infallible> {
+) -> Result<::http::Response<HttpBody>, Infallible> {
     if request.method() != Method::POST {
         let error = Error::unimplemented(format!(
             "method {} is not allowed: call an endpoint with POST /{{endpoint}}",
             request.method()
         ));
-        return Ok(error_response_with_status(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &error,
-        ));
+        let response = error_response_with_status(StatusCode::METHOD_NOT_ALLOWED, &error);
+        return Ok(response.map(stream::full));
     }
-    Ok(match answer(&state, request).await {
-        Ok(response) => response,
+    let response = match answer(&state, request).await {
+        Ok(response) => return Ok(response),
         Err(Rejection::BodyTooLarge(error)) => {
             error_response_with_status(StatusCode::PAYLOAD_TOO_LARGE, &error)
         }
         Err(Rejection::Failed(error)) => error_response(&error),
-    })
+    };
+    Ok(response.map(stream::full))
 }
 
 /// Why a request got no successful answer.
@@ -194,7 +197,7 @@ impl From<Error> for Rejection {
 async fn answer(
     state: &ServerState,
     request: ::http::Request<Incoming>,
-) -> Result<::http::Response<Full<Bytes>>, Rejection> {
+) -> Result<::http::Response<HttpBody>, Rejection> {
     let (parts, body) = request.into_parts();
     let (service, endpoint) = route(parts.uri.path())?;
     let deadline = deadline(&parts.headers)?;
@@ -204,27 +207,36 @@ async fn answer(
     };
     let content_type = header(&parts.headers, CONTENT_TYPE.as_str())?
         .unwrap_or_else(|| "application/json".to_owned());
-    let body = read_body(body, state.max_body_size, deadline).await?;
+    let body = if is_stream(&parts.headers) {
+        Body::Stream(stream::decode(body, state.max_body_size, "request"))
+    } else {
+        Body::Full(read_body(body, state.max_body_size, deadline).await?)
+    };
     let request = Request {
         service,
         endpoint: endpoint.to_owned(),
         content_type,
         metadata: metadata_from_headers(&parts.headers),
         deadline,
-        body: Body::Full(body),
+        body,
     };
     let response = serve_call(&state.handler, request, None).await?;
-    let body = match response.body {
-        Body::Full(bytes) => bytes,
-        Body::Stream(_) => {
-            return Err(Error::unimplemented(
-                "the handler answered with a stream, which the http transport does not carry yet",
-            )
-            .into());
-        }
-    };
-    let mut answer = ::http::Response::new(Full::new(body));
-    if let Err(err) = metadata_into_headers(&response.metadata, answer.headers_mut()) {
+    let streamed = response.body.is_stream();
+    let mut answer = ::http::Response::new(match response.body {
+        Body::Full(bytes) => stream::full(bytes),
+        Body::Stream(messages) => stream::encode(limit_stream(
+            messages,
+            "response",
+            StreamLimits {
+                max_message_size: usize::MAX,
+                deadline,
+                shutdown: None,
+                _in_flight: None,
+            },
+        )),
+    });
+    let headers = answer.headers_mut();
+    if let Err(err) = metadata_into_headers(&response.metadata, headers) {
         return Err(err.context("the handler's response metadata").into());
     }
     if !response.content_type.is_empty() {
@@ -232,7 +244,10 @@ async fn answer(
             Error::internal("the handler's content type is not a valid HTTP header value")
                 .with_source(err)
         })?;
-        answer.headers_mut().insert(CONTENT_TYPE, content_type);
+        headers.insert(CONTENT_TYPE, content_type);
+    }
+    if streamed {
+        headers.insert(BODY_HEADER, HeaderValue::from_static(STREAM));
     }
     Ok(answer)
 }

@@ -8,13 +8,26 @@ use ::http::{
     header::{ALLOW, CONTENT_TYPE},
 };
 use bytes::Bytes;
-use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, ErrorKind, Metadata, Result};
 
 /// The request header naming the called service, when the caller named one.
 pub const SERVICE_HEADER: &str = "micro-service";
+
+/// The header marking a body as a stream of frames rather than one message;
+/// its value is `stream`. Sent on requests and responses.
+pub const BODY_HEADER: &str = "micro-body";
+
+/// The value of [`BODY_HEADER`] for a streamed body.
+pub(super) const STREAM: &str = "stream";
+
+/// Whether the headers mark the body as a stream of frames.
+pub(super) fn is_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(BODY_HEADER)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(STREAM.as_bytes()))
+}
 
 /// The request header carrying the time the caller still waits, such as `250ms`.
 ///
@@ -43,6 +56,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "transfer-encoding",
     "upgrade",
     "user-agent",
+    BODY_HEADER,
     SERVICE_HEADER,
     TIMEOUT_HEADER,
 ];
@@ -142,7 +156,7 @@ struct ErrorBody {
 }
 
 /// The response for a failed call: the kind's HTTP status and the JSON error body.
-pub(super) fn error_response(error: &Error) -> ::http::Response<Full<Bytes>> {
+pub(super) fn error_response(error: &Error) -> ::http::Response<Bytes> {
     let status = StatusCode::from_u16(error.kind().http_status())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error_response_with_status(status, error)
@@ -153,14 +167,8 @@ pub(super) fn error_response(error: &Error) -> ::http::Response<Full<Bytes>> {
 pub(super) fn error_response_with_status(
     status: StatusCode,
     error: &Error,
-) -> ::http::Response<Full<Bytes>> {
-    let body = ErrorBody {
-        code: error.kind().as_str().to_owned(),
-        message: error.message().to_owned(),
-    };
-    // Serializing two strings cannot fail; the fallback keeps this panic-free anyway.
-    let body = serde_json::to_vec(&body).unwrap_or_else(|_| br#"{"code":"internal"}"#.to_vec());
-    let mut response = ::http::Response::new(Full::new(Bytes::from(body)));
+) -> ::http::Response<Bytes> {
+    let mut response = ::http::Response::new(Bytes::from(error_body_json(error)));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -171,6 +179,26 @@ pub(super) fn error_response_with_status(
             .insert(ALLOW, HeaderValue::from_static("POST"));
     }
     response
+}
+
+/// The JSON error body for `error`.
+pub(super) fn error_body_json(error: &Error) -> Vec<u8> {
+    let body = ErrorBody {
+        code: error.kind().as_str().to_owned(),
+        message: error.message().to_owned(),
+    };
+    // Serializing two strings cannot fail; the fallback keeps this panic-free anyway.
+    serde_json::to_vec(&body).unwrap_or_else(|_| br#"{"code":"internal"}"#.to_vec())
+}
+
+/// The error a JSON error body stands for; `Unknown` when it is not one.
+pub(super) fn error_from_json(body: &[u8]) -> Error {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { code, message }) => Error::new(ErrorKind::from_name(&code), message),
+        Err(err) => {
+            Error::new(ErrorKind::Unknown, "the peer sent an unreadable error").with_source(err)
+        }
+    }
 }
 
 /// The error a non-success response stands for: micro's JSON error body when

@@ -1,21 +1,14 @@
 use std::{
-    panic::AssertUnwindSafe,
     sync::Arc,
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
-use futures::{FutureExt, StreamExt, future::BoxFuture};
-use tokio::time::Instant;
-use tokio_util::{sync::CancellationToken, task::task_tracker::TaskTrackerToken};
+use futures::{FutureExt, future::BoxFuture};
 
 use super::server::Network;
 use crate::{
-    Body, BodyStream, Error, Request, Response, Result,
-    call::{
-        body_too_large, deadline_exceeded, panic_error, serve_call, shutdown_error,
-        sleep_until_deadline,
-    },
+    Body, Error, Request, Response, Result,
+    call::{StreamLimits, body_too_large, limit_stream, serve_call},
 };
 
 /// The calling side of the memory transport: finds the server by address on
@@ -52,7 +45,7 @@ impl MemoryChannel {
         request.body = limit_body(
             request.body,
             "request body",
-            Limits {
+            StreamLimits {
                 max_message_size: server.max_body_size,
                 deadline: None,
                 shutdown: None,
@@ -64,7 +57,7 @@ impl MemoryChannel {
         response.body = limit_body(
             response.body,
             "response body",
-            Limits {
+            StreamLimits {
                 max_message_size: self.max_body_size,
                 deadline,
                 shutdown: Some(server.shutdown.clone()),
@@ -80,62 +73,14 @@ pub(super) fn unreachable(address: &str) -> Error {
     Error::unavailable(format!("no memory server is listening on {address:?}"))
 }
 
-/// What a body passed between caller and handler is held to.
-struct Limits {
-    max_message_size: usize,
-    /// A streamed body fails with `Timeout` once this passes.
-    deadline: Option<Instant>,
-    /// A streamed body fails with `Unavailable` once the server's grace period is over.
-    shutdown: Option<CancellationToken>,
-    /// Keeps the call counted in flight while its streamed body is alive.
-    _in_flight: Option<TaskTrackerToken>,
-}
-
 /// Checks a unary body against the size limit now, or wraps a stream so that
 /// each message is checked as it is pulled.
-fn limit_body(body: Body, what: &'static str, limits: Limits) -> Result<Body> {
+fn limit_body(body: Body, what: &'static str, limits: StreamLimits) -> Result<Body> {
     match body {
         Body::Full(bytes) if bytes.len() > limits.max_message_size => {
             Err(body_too_large(what, bytes.len(), limits.max_message_size))
         }
         Body::Full(bytes) => Ok(Body::Full(bytes)),
         Body::Stream(stream) => Ok(Body::Stream(limit_stream(stream, what, limits))),
-    }
-}
-
-/// Wraps a stream so that each message is held to `limits`, a panic while
-/// producing one becomes an `Internal` error, and the first error ends it.
-fn limit_stream(stream: BodyStream, what: &'static str, limits: Limits) -> BodyStream {
-    futures::stream::unfold(Some((stream, limits)), move |state| async move {
-        let (mut stream, limits) = state?;
-        let message = next_message(&mut stream, what, &limits).await?;
-        let go_on = message.is_ok();
-        Some((message, go_on.then_some((stream, limits))))
-    })
-    .boxed()
-}
-
-async fn next_message(
-    stream: &mut BodyStream,
-    what: &'static str,
-    limits: &Limits,
-) -> Option<Result<Bytes>> {
-    let shutdown = async {
-        match &limits.shutdown {
-            Some(shutdown) => shutdown.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        biased;
-        () = shutdown => Some(Err(shutdown_error())),
-        () = sleep_until_deadline(limits.deadline) => Some(Err(deadline_exceeded())),
-        next = AssertUnwindSafe(stream.next()).catch_unwind() => match next {
-            Err(panic) => Some(Err(panic_error(panic.as_ref()))),
-            Ok(Some(Ok(message))) if message.len() > limits.max_message_size => Some(Err(
-                body_too_large(&format!("streamed {what} message"), message.len(), limits.max_message_size),
-            )),
-            Ok(next) => next,
-        },
     }
 }

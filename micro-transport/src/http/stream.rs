@@ -1,0 +1,160 @@
+//! Streamed bodies over HTTP: each message is a frame of the HTTP body.
+//!
+//! A frame is one byte of kind, four bytes of big-endian payload length, and
+//! the payload. Kind 0 is a message; kind 1 is an error whose payload is the
+//! JSON error body and which ends the stream. The end of the HTTP body is the
+//! end of the stream. HTTP's own flow control carries the back-pressure: a
+//! frame is produced only when the connection can take it, and read only when
+//! the receiver pulls the next message.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+
+use super::wire::{error_body_json, error_from_json};
+use crate::{BodyStream, BoxError, Error, Result, call::body_too_large};
+
+/// The body type both sides send: a unary message or a stream of frames.
+pub(super) type HttpBody = UnsyncBoxBody<Bytes, BoxError>;
+
+const MESSAGE: u8 = 0;
+const ERROR: u8 = 1;
+const HEADER_LEN: usize = 5;
+
+/// A unary body.
+pub(super) fn full(bytes: Bytes) -> HttpBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Frames `stream` as an HTTP body. The first error is sent as an error frame
+/// and ends the body.
+pub(super) fn encode(stream: BodyStream) -> HttpBody {
+    let frames = futures::stream::unfold(Some(stream), |stream| async move {
+        let mut stream = stream?;
+        match stream.next().await? {
+            Ok(message) => match header(MESSAGE, message.len()) {
+                Ok(header) => Some((vec![header, message], Some(stream))),
+                Err(err) => Some((error_frame(&err), None)),
+            },
+            Err(err) => Some((error_frame(&err), None)),
+        }
+    })
+    .flat_map(|frames| {
+        futures::stream::iter(frames.into_iter().map(|frame| Ok(Frame::data(frame))))
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
+
+fn header(kind: u8, len: usize) -> Result<Bytes> {
+    let len = u32::try_from(len)
+        .map_err(|_| body_too_large("streamed message", len, u32::MAX as usize))?;
+    let mut header = BytesMut::with_capacity(HEADER_LEN);
+    header.extend_from_slice(&[kind]);
+    header.extend_from_slice(&len.to_be_bytes());
+    Ok(header.freeze())
+}
+
+fn error_frame(err: &Error) -> Vec<Bytes> {
+    let payload = Bytes::from(error_body_json(err));
+    match header(ERROR, payload.len()) {
+        Ok(header) => vec![header, payload],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Reads the messages framed in `body`. A message over `max_message_size` is
+/// refused from its header, before its payload is read; a body that ends
+/// inside a frame is `Unavailable`.
+pub(super) fn decode(body: Incoming, max_message_size: usize, what: &'static str) -> BodyStream {
+    let decoder = Decoder {
+        body,
+        buffer: BytesMut::new(),
+        max_message_size,
+        what,
+    };
+    // try_unfold ends the stream after its first error.
+    futures::stream::try_unfold(decoder, |mut decoder| async move {
+        Ok(decoder
+            .next_frame()
+            .await?
+            .map(|message| (message, decoder)))
+    })
+    .boxed()
+}
+
+struct Decoder {
+    body: Incoming,
+    buffer: BytesMut,
+    max_message_size: usize,
+    what: &'static str,
+}
+
+impl Decoder {
+    /// The next message, `None` at the clean end of the body, or the error
+    /// that ends the stream.
+    async fn next_frame(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            if self.buffer.len() >= HEADER_LEN {
+                let kind = self.buffer[0];
+                let len = u32::from_be_bytes([
+                    self.buffer[1],
+                    self.buffer[2],
+                    self.buffer[3],
+                    self.buffer[4],
+                ]) as usize;
+                if kind == MESSAGE && len > self.max_message_size {
+                    return Err(body_too_large(
+                        &format!("streamed {} message", self.what),
+                        len,
+                        self.max_message_size,
+                    ));
+                }
+                if kind == ERROR && len > MAX_ERROR_FRAME {
+                    return Err(Error::invalid_argument(
+                        "a streamed error frame is too large",
+                    ));
+                }
+                if self.buffer.len() >= HEADER_LEN + len {
+                    self.buffer.advance(HEADER_LEN);
+                    let payload = self.buffer.split_to(len).freeze();
+                    return match kind {
+                        MESSAGE => Ok(Some(payload)),
+                        ERROR => Err(error_from_json(&payload)),
+                        other => Err(Error::invalid_argument(format!(
+                            "unknown stream frame kind {other}"
+                        ))),
+                    };
+                }
+                self.buffer.reserve(HEADER_LEN + len - self.buffer.len());
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(err)) => {
+                    return Err(Error::unavailable(format!(
+                        "reading the streamed {} failed",
+                        self.what
+                    ))
+                    .with_source(err));
+                }
+                None if self.buffer.is_empty() => return Ok(None),
+                None => {
+                    return Err(Error::unavailable(format!(
+                        "the streamed {} ended inside a message",
+                        self.what
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// The largest error frame accepted: error bodies are a code and a message.
+const MAX_ERROR_FRAME: usize = 64 * 1024;
