@@ -262,6 +262,7 @@ fn check_known(variable: &str, name: &str, known: &[Known]) -> Result<()> {
     }
 }
 
+#[cfg(any(feature = "registry-memory", feature = "broker-memory"))]
 fn ignored_address(variable: &str, choice: &BackendChoice) {
     if let Some(address) = &choice.address {
         tracing::warn!(

@@ -292,3 +292,29 @@ fn build_refuses_inconsistent_settings() {
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     assert!(err.message().contains("Svc.Call"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_chooses_backends_and_the_listen_address() {
+    let vars = std::collections::HashMap::from([
+        ("MICRO_TRANSPORT", "memory"),
+        ("MICRO_TRANSPORT_ADDRESS", "memory://env-chosen"),
+    ]);
+    let env =
+        micro::env::EnvConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap();
+    let service = micro::Service::builder("env-chosen")
+        .registry(MemoryRegistry::new())
+        .handle("Env.Ping", |_ctx, (): ()| async { Ok("pong".to_owned()) })
+        .build_from(&env)
+        .unwrap();
+    assert_eq!(service.transport().scheme(), "memory");
+    assert_eq!(service.registry().scheme(), "memory");
+    let running = service.start().await.unwrap();
+    assert_eq!(running.address(), "env-chosen");
+    let pong: String = running
+        .client()
+        .call("env-chosen", "Env.Ping", &())
+        .await
+        .unwrap();
+    assert_eq!(pong, "pong");
+    running.stop().await.unwrap();
+}
