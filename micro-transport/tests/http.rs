@@ -496,3 +496,38 @@ async fn bad_request_streams_end_with_the_matching_error() {
     assert_still_serving(address).await;
     listener.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_frame_of_unknown_kind_is_refused_before_its_claimed_length_is_buffered() {
+    let transport = HttpTransport::new();
+    let listener = start(&transport).await;
+    let unknown_and_huge = vec![9, 0xff, 0xff, 0xff, 0xff];
+    raw(
+        listener.address(),
+        &post_stream("/Test.Join", &unknown_and_huge),
+    )
+    .await
+    .assert_error(400, "invalid_argument");
+    let huge_error = vec![1, 0xff, 0xff, 0xff, 0xff];
+    raw(listener.address(), &post_stream("/Test.Join", &huge_error))
+        .await
+        .assert_error(429, "resource_exhausted");
+    listener.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_huge_foreign_error_page_still_maps_by_status() {
+    let page = "x".repeat(200 * 1024);
+    let address = canned_server(canned("502 Bad Gateway", "text/html", &page)).await;
+    let channel = HttpTransport::builder()
+        .max_body_size(1024 * 1024)
+        .build()
+        .dial(&address)
+        .await
+        .unwrap();
+    let err = channel
+        .call_once(Request::new("Any.Thing", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+}

@@ -80,12 +80,13 @@ impl HttpChannel {
                     _in_flight: None,
                 },
             ))
+        } else if parts.status.is_success() {
+            Body::Full(self.read_body(body).await?)
         } else {
-            let body = self.read_body(body).await?;
-            if !parts.status.is_success() {
-                return Err(error_from_response(parts.status, &body));
-            }
-            Body::Full(body)
+            return Err(error_from_response(
+                parts.status,
+                &read_error_body(body).await,
+            ));
         };
         let content_type = parts
             .headers
@@ -192,6 +193,25 @@ impl HttpChannel {
                 self.base
             ))
             .with_source(err)),
+        }
+    }
+}
+
+/// The most of an error response's body read: enough for any micro error,
+/// and a bound on what a foreign server's error page can make this side buffer.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// An error response's body, or nothing when it is too large or unreadable:
+/// the status alone then says what went wrong.
+async fn read_error_body(body: hyper::body::Incoming) -> Bytes {
+    if body.size_hint().lower() > MAX_ERROR_BODY as u64 {
+        return Bytes::new();
+    }
+    match Limited::new(body, MAX_ERROR_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            tracing::debug!(error = %err, "could not read an error response's body");
+            Bytes::new()
         }
     }
 }

@@ -106,27 +106,31 @@ impl Decoder {
                     self.buffer[3],
                     self.buffer[4],
                 ]) as usize;
-                if kind == MESSAGE && len > self.max_message_size {
+                // The length is judged before any payload is buffered, so a
+                // peer cannot make this side allocate what it merely claims.
+                let max = match kind {
+                    MESSAGE => self.max_message_size,
+                    ERROR => MAX_ERROR_FRAME,
+                    other => {
+                        return Err(Error::invalid_argument(format!(
+                            "unknown stream frame kind {other}"
+                        )));
+                    }
+                };
+                if len > max {
                     return Err(body_too_large(
-                        &format!("streamed {} message", self.what),
+                        &format!("streamed {} frame", self.what),
                         len,
-                        self.max_message_size,
-                    ));
-                }
-                if kind == ERROR && len > MAX_ERROR_FRAME {
-                    return Err(Error::invalid_argument(
-                        "a streamed error frame is too large",
+                        max,
                     ));
                 }
                 if self.buffer.len() >= HEADER_LEN + len {
                     self.buffer.advance(HEADER_LEN);
                     let payload = self.buffer.split_to(len).freeze();
-                    return match kind {
-                        MESSAGE => Ok(Some(payload)),
-                        ERROR => Err(error_from_json(&payload)),
-                        other => Err(Error::invalid_argument(format!(
-                            "unknown stream frame kind {other}"
-                        ))),
+                    return if kind == ERROR {
+                        Err(error_from_json(&payload))
+                    } else {
+                        Ok(Some(payload))
                     };
                 }
                 self.buffer.reserve(HEADER_LEN + len - self.buffer.len());
