@@ -112,8 +112,55 @@ async fn http_versus_axum(round: Duration) -> micro::Result<()> {
             ratio(micro_summary.percentile(99.0), axum_summary.percentile(99.0)),
         );
     }
+    mixed_pairs(&micro_client, &service, axum_address, round).await?;
     println!();
     service.stop().await
+}
+
+/// Each client against the other's server, at concurrency 64: tells whether a
+/// gap between the peers sits on the client or on the server side.
+async fn mixed_pairs(
+    micro_client: &micro::Client,
+    service: &micro::RunningService,
+    axum_address: std::net::SocketAddr,
+    round: Duration,
+) -> micro::Result<()> {
+    let micro_server: std::net::SocketAddr = service
+        .address()
+        .parse()
+        .map_err(|error| micro::Error::internal("micro server address").with_source(error))?;
+    let hyper_to_micro = axum_peer::AxumClient::new(micro_server)
+        .map_err(|error| micro::Error::internal("micro server address").with_source(error))?;
+    let (mut client_side, mut server_side) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let client = micro_client.clone();
+        let target = axum_address.to_string();
+        client_side.push(
+            measure::closed_loop(64, round, move || {
+                let (client, target) = (client.clone(), target.clone());
+                async move {
+                    let request = sample_request();
+                    client
+                        .call_address::<_, EchoReply>(&target, "Bench.Echo", &request)
+                        .await
+                        .is_ok_and(|reply| reply.id == request.id)
+                }
+            })
+            .await,
+        );
+        let client = hyper_to_micro.clone();
+        server_side.push(
+            measure::closed_loop(64, round, move || {
+                let client = client.clone();
+                async move { client.call(&sample_request()).await }
+            })
+            .await,
+        );
+    }
+    print_row(64, "mc>ax", &Summary::merge(client_side));
+    print_row(64, "hy>mc", &Summary::merge(server_side));
+    println!("{:>11} (mc>ax: micro client to the axum server; hy>mc: plain hyper client to the micro server)", "");
+    Ok(())
 }
 
 async fn memory_transport_cost() -> micro::Result<()> {
