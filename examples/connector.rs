@@ -30,9 +30,12 @@ async fn main() -> micro::Result<()> {
     init_logging();
 
     let running = micro::Service::builder("connector")
-        .handle("Connector.Upper", |_ctx, text: String| async move { Ok(text.to_uppercase()) })
+        .handle("Connector.Upper", |_ctx, text: String| async move {
+            Ok(text.to_uppercase())
+        })
         .handle("Connector.Double", |_ctx, n: i64| async move {
-            n.checked_mul(2).ok_or_else(|| micro::Error::new(micro::ErrorKind::OutOfRange, "overflow"))
+            n.checked_mul(2)
+                .ok_or_else(|| micro::Error::new(micro::ErrorKind::OutOfRange, "overflow"))
         })
         .handle("Connector.Sqrt", |_ctx, x: f64| async move { Ok(x.sqrt()) })
         .handle("Connector.Sort", |_ctx, mut list: Vec<i32>| async move {
@@ -47,7 +50,10 @@ async fn main() -> micro::Result<()> {
             Ok(counts)
         })
         .handle("Connector.Move", |_ctx, point: Point| async move {
-            Ok(Point { x: point.x + 1.0, y: point.y - 1.0 })
+            Ok(Point {
+                x: point.x + 1.0,
+                y: point.y - 1.0,
+            })
         })
         // Several arguments and several results: tuples.
         .handle("Connector.DivMod", |_ctx, (a, b): (i64, i64)| async move {
@@ -57,7 +63,12 @@ async fn main() -> micro::Result<()> {
             Ok((a / b, a % b))
         })
         .handle("Connector.FindUser", |_ctx, id: u64| async move {
-            let ada = User { id: 1, name: "Ada".into(), tags: vec!["admin".into()], home: None };
+            let ada = User {
+                id: 1,
+                name: "Ada".into(),
+                tags: vec!["admin".into()],
+                home: None,
+            };
             Ok(if id == ada.id { Some(ada) } else { None })
         })
         .handle("Connector.Log", |_ctx, line: String| async move {
@@ -75,17 +86,34 @@ async fn main() -> micro::Result<()> {
     show::<_, Vec<i32>>(&client, "list", "Connector.Sort", vec![3, 1, 2]).await?;
     let words: Vec<String> = ["a", "b", "a"].map(String::from).to_vec();
     show::<_, BTreeMap<String, usize>>(&client, "map", "Connector.Count", words).await?;
-    show::<_, Point>(&client, "struct", "Connector.Move", Point { x: 1.0, y: 2.0 }).await?;
+    show::<_, Point>(
+        &client,
+        "struct",
+        "Connector.Move",
+        Point { x: 1.0, y: 2.0 },
+    )
+    .await?;
     show::<_, (i64, i64)>(&client, "tuple", "Connector.DivMod", (17_i64, 5_i64)).await?;
     show::<_, Option<User>>(&client, "some", "Connector.FindUser", 1_u64).await?;
     show::<_, Option<User>>(&client, "none", "Connector.FindUser", 2_u64).await?;
-    show::<_, ()>(&client, "unit", "Connector.Log", "nothing to return".to_owned()).await?;
+    show::<_, ()>(
+        &client,
+        "unit",
+        "Connector.Log",
+        "nothing to return".to_owned(),
+    )
+    .await?;
 
     running.stop().await
 }
 
 /// Calls `endpoint` with `request` and prints both sides with their types.
-async fn show<Req, Resp>(client: &micro::Client, label: &str, endpoint: &str, request: Req) -> micro::Result<()>
+async fn show<Req, Resp>(
+    client: &micro::Client,
+    label: &str,
+    endpoint: &str,
+    request: Req,
+) -> micro::Result<()>
 where
     Req: Serialize + Debug + Send + Sync,
     Resp: DeserializeOwned + Debug + Send,

@@ -20,8 +20,9 @@ async fn main() -> micro::Result<()> {
     let name = args.next().unwrap_or_else(|| "Ada".to_owned());
 
     let client = micro::Client::from_env()?;
-    let reply: HelloReply =
-        client.call_address(&address, "Greeter.Hello", &HelloRequest { name }).await?;
+    let reply: HelloReply = client
+        .call_address(&address, "Greeter.Hello", &HelloRequest { name })
+        .await?;
     println!("{}", reply.message);
     Ok(())
 }

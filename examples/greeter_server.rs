@@ -20,7 +20,9 @@ async fn main() -> micro::Result<()> {
     let mut builder = micro::Service::builder("greeter")
         .version("1.0.0")
         .handle("Greeter.Hello", |_ctx, request: HelloRequest| async move {
-            Ok(HelloReply { message: format!("Hello, {}", request.name) })
+            Ok(HelloReply {
+                message: format!("Hello, {}", request.name),
+            })
         })
         // Takes as long as asked, to show deadlines: a caller's timeout ends the call.
         .handle("Greeter.Sleep", |_ctx, request: SleepRequest| async move {

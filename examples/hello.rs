@@ -14,14 +14,21 @@ async fn main() -> micro::Result<()> {
     let service = micro::Service::builder("greeter")
         .version("1.0.0")
         .handle("Greeter.Hello", |_ctx, request: HelloRequest| async move {
-            Ok(HelloReply { message: format!("Hello, {}", request.name) })
+            Ok(HelloReply {
+                message: format!("Hello, {}", request.name),
+            })
         })
         // Nothing set in the environment: in-process registry and broker, HTTP on a free port.
         .build_from_env()?;
     let running = service.start().await?;
 
-    let request = HelloRequest { name: "Ada".to_owned() };
-    let reply: HelloReply = running.client().call("greeter", "Greeter.Hello", &request).await?;
+    let request = HelloRequest {
+        name: "Ada".to_owned(),
+    };
+    let reply: HelloReply = running
+        .client()
+        .call("greeter", "Greeter.Hello", &request)
+        .await?;
     println!("{}", reply.message);
 
     running.stop().await

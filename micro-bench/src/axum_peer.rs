@@ -40,18 +40,25 @@ impl AxumClient {
 
     /// One call; `true` when it succeeded with the expected reply.
     pub(crate) async fn call(&self, request: &EchoRequest) -> bool {
-        let Ok(body) = serde_json::to_vec(request) else { return false };
+        let Ok(body) = serde_json::to_vec(request) else {
+            return false;
+        };
         let Ok(http_request) = http::Request::post(self.uri.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
         else {
             return false;
         };
-        let Ok(response) = self.client.request(http_request).await else { return false };
+        let Ok(response) = self.client.request(http_request).await else {
+            return false;
+        };
         if !response.status().is_success() {
             return false;
         }
-        let Ok(collected) = response.into_body().collect().await else { return false };
-        serde_json::from_slice::<EchoReply>(&collected.to_bytes()).is_ok_and(|reply| reply.id == request.id)
+        let Ok(collected) = response.into_body().collect().await else {
+            return false;
+        };
+        serde_json::from_slice::<EchoReply>(&collected.to_bytes())
+            .is_ok_and(|reply| reply.id == request.id)
     }
 }

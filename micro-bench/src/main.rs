@@ -21,7 +21,9 @@ mod measure;
 use std::{sync::Arc, time::Duration};
 
 use measure::Summary;
-use micro::transport::{Handler, Request, Response, Transport, http::HttpTransport, memory::MemoryTransport};
+use micro::transport::{
+    Handler, Request, Response, Transport, http::HttpTransport, memory::MemoryTransport,
+};
 use serde::{Deserialize, Serialize};
 
 /// The benchmark's request: about 70 bytes of JSON.
@@ -41,20 +43,32 @@ pub(crate) struct EchoReply {
 
 /// The handler both peers serve.
 pub(crate) fn echo(request: EchoRequest) -> EchoReply {
-    EchoReply { id: request.id, greeting: format!("hello {} ({} tags)", request.name, request.tags.len()) }
+    EchoReply {
+        id: request.id,
+        greeting: format!("hello {} ({} tags)", request.name, request.tags.len()),
+    }
 }
 
 fn sample_request() -> EchoRequest {
-    EchoRequest { id: 7, name: "Ada Lovelace".to_owned(), tags: vec!["math".to_owned(), "engines".to_owned()] }
+    EchoRequest {
+        id: 7,
+        name: "Ada Lovelace".to_owned(),
+        tags: vec!["math".to_owned(), "engines".to_owned()],
+    }
 }
 
 const ROUNDS: u32 = 3;
 
 #[tokio::main]
 async fn main() -> micro::Result<()> {
-    let seconds: u64 = std::env::args().nth(1).and_then(|arg| arg.parse().ok()).unwrap_or(6);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|arg| arg.parse().ok())
+        .unwrap_or(6);
     let round = Duration::from_secs(seconds) / ROUNDS;
-    println!("micro-bench: {seconds} s per scenario and peer, in {ROUNDS} alternating rounds, on loopback\n");
+    println!(
+        "micro-bench: {seconds} s per scenario and peer, in {ROUNDS} alternating rounds, on loopback\n"
+    );
 
     http_versus_axum(round).await?;
     memory_transport_cost().await?;
@@ -64,7 +78,9 @@ async fn main() -> micro::Result<()> {
 async fn http_versus_axum(round: Duration) -> micro::Result<()> {
     let service = micro::Service::builder("bench")
         .transport(Arc::new(HttpTransport::new()))
-        .handle("Bench.Echo", |_ctx, request: EchoRequest| async move { Ok(echo(request)) })
+        .handle("Bench.Echo", |_ctx, request: EchoRequest| async move {
+            Ok(echo(request))
+        })
         .build()?
         .start()
         .await?;
@@ -73,8 +89,13 @@ async fn http_versus_axum(round: Duration) -> micro::Result<()> {
     let axum_client = axum_peer::AxumClient::new(axum_address)
         .map_err(|error| micro::Error::internal("axum peer address").with_source(error))?;
 
-    println!("HTTP, small JSON request: micro (HTTP transport, call by name) vs plain axum + hyper client");
-    println!("{:>11} {:>6} {:>12} {:>10} {:>10} {:>8}", "concurrency", "peer", "calls/s", "p50", "p99", "errors");
+    println!(
+        "HTTP, small JSON request: micro (HTTP transport, call by name) vs plain axum + hyper client"
+    );
+    println!(
+        "{:>11} {:>6} {:>12} {:>10} {:>10} {:>8}",
+        "concurrency", "peer", "calls/s", "p50", "p99", "errors"
+    );
     for concurrency in [1, 64] {
         let (mut micro_runs, mut axum_runs) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
@@ -108,8 +129,14 @@ async fn http_versus_axum(round: Duration) -> micro::Result<()> {
             "{:>11} ratio  throughput micro/axum = {:.3}   p50 micro/axum = {:.3}   p99 micro/axum = {:.3}",
             "",
             micro_summary.calls_per_second() / axum_summary.calls_per_second(),
-            ratio(micro_summary.percentile(50.0), axum_summary.percentile(50.0)),
-            ratio(micro_summary.percentile(99.0), axum_summary.percentile(99.0)),
+            ratio(
+                micro_summary.percentile(50.0),
+                axum_summary.percentile(50.0)
+            ),
+            ratio(
+                micro_summary.percentile(99.0),
+                axum_summary.percentile(99.0)
+            ),
         );
     }
     mixed_pairs(&micro_client, &service, axum_address, round).await?;
@@ -159,7 +186,10 @@ async fn mixed_pairs(
     }
     print_row(64, "mc>ax", &Summary::merge(client_side));
     print_row(64, "hy>mc", &Summary::merge(server_side));
-    println!("{:>11} (mc>ax: micro client to the axum server; hy>mc: plain hyper client to the micro server)", "");
+    println!(
+        "{:>11} (mc>ax: micro client to the axum server; hy>mc: plain hyper client to the micro server)",
+        ""
+    );
     Ok(())
 }
 
@@ -167,33 +197,54 @@ async fn memory_transport_cost() -> micro::Result<()> {
     const CALLS: u32 = 200_000;
     let transport = MemoryTransport::isolated();
     let listener = transport
-        .listen("", Handler::from_fn(|request: Request| async move { Ok(Response::new(request.body)) }))
+        .listen(
+            "",
+            Handler::from_fn(|request: Request| async move { Ok(Response::new(request.body)) }),
+        )
         .await?;
     let channel = transport.dial(listener.address()).await?;
     let payload = bytes::Bytes::from(serde_json::to_vec(&sample_request()).unwrap_or_default());
     let (raw_cost, raw_errors) = measure::per_call_cost(CALLS, || {
         let channel = channel.clone();
         let payload = payload.clone();
-        async move { channel.call_once(Request::new("Bench.Echo", payload)).await.is_ok() }
+        async move {
+            channel
+                .call_once(Request::new("Bench.Echo", payload))
+                .await
+                .is_ok()
+        }
     })
     .await;
 
     let service = micro::Service::builder("bench-memory")
         .transport(Arc::new(MemoryTransport::isolated()))
-        .handle("Bench.Echo", |_ctx, request: EchoRequest| async move { Ok(echo(request)) })
+        .handle("Bench.Echo", |_ctx, request: EchoRequest| async move {
+            Ok(echo(request))
+        })
         .build()?
         .start()
         .await?;
     let client = service.client();
     let (full_cost, full_errors) = measure::per_call_cost(CALLS, || {
         let client = client.clone();
-        async move { client.call::<_, EchoReply>("bench-memory", "Bench.Echo", &sample_request()).await.is_ok() }
+        async move {
+            client
+                .call::<_, EchoReply>("bench-memory", "Bench.Echo", &sample_request())
+                .await
+                .is_ok()
+        }
     })
     .await;
 
     println!("memory transport, per call ({CALLS} sequential calls each)");
-    println!("  raw transport round trip (Channel -> Handler, bytes echoed): {:>8.0} ns  errors {raw_errors}", nanos(raw_cost));
-    println!("  full micro call (JSON codec, router, selector, by name):     {:>8.0} ns  errors {full_errors}", nanos(full_cost));
+    println!(
+        "  raw transport round trip (Channel -> Handler, bytes echoed): {:>8.0} ns  errors {raw_errors}",
+        nanos(raw_cost)
+    );
+    println!(
+        "  full micro call (JSON codec, router, selector, by name):     {:>8.0} ns  errors {full_errors}",
+        nanos(full_cost)
+    );
     listener.shutdown(Duration::from_secs(1)).await?;
     service.stop().await
 }

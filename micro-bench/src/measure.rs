@@ -31,7 +31,12 @@ impl Summary {
 
     /// Folds several runs of the same scenario into one.
     pub(crate) fn merge(runs: Vec<Summary>) -> Summary {
-        let mut merged = Summary { calls: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+        let mut merged = Summary {
+            calls: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+        };
         for run in runs {
             merged.calls += run.calls;
             merged.errors += run.errors;
@@ -80,7 +85,12 @@ where
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
-    Summary { calls: latencies.len() as u64, errors, elapsed, latencies }
+    Summary {
+        calls: latencies.len() as u64,
+        errors,
+        elapsed,
+        latencies,
+    }
 }
 
 /// Runs `call` `count` times in a row and returns the mean time per call.
