@@ -4,7 +4,13 @@
 //! ```sh
 //! cargo run --release -p micro-bench            # 6 s per scenario and peer
 //! cargo run --release -p micro-bench -- 2       # 2 s per scenario and peer
+//! cargo run --release -p micro-bench -- 2 micro  # only micro's side, e.g. to profile it
 //! ```
+//!
+//! The optional second argument runs one peer alone (`micro`, `axum`, `mc>ax`
+//! or `hy>mc`), at concurrency 1 and 64 or at the one given as a third
+//! argument, with nothing else in the process busy, so that `perf`,
+//! `strace -c` or a packet count see that peer only.
 //!
 //! What it measures:
 //! - calls/s and p50/p99 latency of a small JSON request over micro's HTTP
@@ -66,6 +72,13 @@ async fn main() -> micro::Result<()> {
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(6);
     let round = Duration::from_secs(seconds) / ROUNDS;
+    if let Some(peer) = std::env::args().nth(2) {
+        let concurrencies = match std::env::args().nth(3).and_then(|arg| arg.parse().ok()) {
+            Some(concurrency) => vec![concurrency],
+            None => vec![1, 64],
+        };
+        return one_peer(&peer, &concurrencies, Duration::from_secs(seconds)).await;
+    }
     println!(
         "micro-bench: {seconds} s per scenario and peer, in {ROUNDS} alternating rounds, on loopback\n"
     );
@@ -141,6 +154,76 @@ async fn http_versus_axum(round: Duration) -> micro::Result<()> {
     }
     mixed_pairs(&micro_client, &service, axum_address, round).await?;
     println!();
+    service.stop().await
+}
+
+/// Runs one peer (or mixed pair) alone at the given concurrencies.
+async fn one_peer(peer: &str, concurrencies: &[usize], duration: Duration) -> micro::Result<()> {
+    let service = micro::Service::builder("bench")
+        .transport(Arc::new(HttpTransport::new()))
+        .handle("Bench.Echo", |_ctx, request: EchoRequest| async move {
+            Ok(echo(request))
+        })
+        .build()?
+        .start()
+        .await?;
+    let micro_client = service.client();
+    let micro_server: std::net::SocketAddr = service
+        .address()
+        .parse()
+        .map_err(|error| micro::Error::internal("micro server address").with_source(error))?;
+    let axum_address = axum_peer::serve().await?;
+    let target = match peer {
+        "micro" => None,
+        "axum" | "mc>ax" => Some(axum_address),
+        "hy>mc" => Some(micro_server),
+        other => {
+            return Err(micro::Error::invalid_argument(format!(
+                "unknown peer {other:?}: expected micro, axum, mc>ax or hy>mc"
+            )));
+        }
+    };
+    println!("{peer} alone, {} s per concurrency", duration.as_secs());
+    for &concurrency in concurrencies {
+        let summary = match (peer, target) {
+            ("mc>ax", Some(address)) => {
+                let (client, target) = (micro_client.clone(), address.to_string());
+                measure::closed_loop(concurrency, duration, move || {
+                    let (client, target) = (client.clone(), target.clone());
+                    async move {
+                        client
+                            .call_address::<_, EchoReply>(&target, "Bench.Echo", &sample_request())
+                            .await
+                            .is_ok()
+                    }
+                })
+                .await
+            }
+            (_, Some(address)) => {
+                let client = axum_peer::AxumClient::new(address)
+                    .map_err(|error| micro::Error::internal("peer address").with_source(error))?;
+                measure::closed_loop(concurrency, duration, move || {
+                    let client = client.clone();
+                    async move { client.call(&sample_request()).await }
+                })
+                .await
+            }
+            (_, None) => {
+                let client = micro_client.clone();
+                measure::closed_loop(concurrency, duration, move || {
+                    let client = client.clone();
+                    async move {
+                        client
+                            .call::<_, EchoReply>("bench", "Bench.Echo", &sample_request())
+                            .await
+                            .is_ok()
+                    }
+                })
+                .await
+            }
+        };
+        print_row(concurrency, peer, &summary);
+    }
     service.stop().await
 }
 
