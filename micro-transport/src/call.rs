@@ -2,7 +2,7 @@
 //! panic, a passed deadline or a server shutdown each end the call with the
 //! error the caller can act on, instead of taking the server down or hanging.
 
-use std::{any::Any, panic::AssertUnwindSafe};
+use std::{any::Any, future::Future, panic::AssertUnwindSafe};
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
@@ -20,12 +20,26 @@ pub(crate) async fn serve_call(
     shutdown: Option<&CancellationToken>,
 ) -> Result<Response> {
     let deadline = request.deadline;
+    guard_call(deadline, shutdown, handler.call_once(request)).await
+}
+
+/// Runs `call`, the serving side's work on one call, so that a panic in it
+/// becomes an `Internal` error, and races it against `deadline` and
+/// `shutdown`; `call` is dropped (cancelled) when either wins.
+///
+/// This is the one deadline race of the serving side. The call is polled
+/// before the timer, so a call that finishes without waiting never arms one.
+pub(crate) async fn guard_call<T, E: From<Error>>(
+    deadline: Option<Instant>,
+    shutdown: Option<&CancellationToken>,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     // The timer only notices a deadline at its next tick, so one that has
     // already passed is checked here rather than raced.
     if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-        return Err(deadline_exceeded());
+        return Err(deadline_exceeded().into());
     }
-    let call = AssertUnwindSafe(handler.call_once(request)).catch_unwind();
+    let call = AssertUnwindSafe(call).catch_unwind();
     let shutdown = async {
         match shutdown {
             Some(shutdown) => shutdown.cancelled().await,
@@ -34,9 +48,9 @@ pub(crate) async fn serve_call(
     };
     tokio::select! {
         biased;
-        () = shutdown => Err(shutdown_error()),
-        () = sleep_until_deadline(deadline) => Err(deadline_exceeded()),
-        outcome = call => outcome.unwrap_or_else(|panic| Err(panic_error(panic.as_ref()))),
+        outcome = call => outcome.unwrap_or_else(|panic| Err(panic_error(panic.as_ref()).into())),
+        () = shutdown => Err(shutdown_error().into()),
+        () = sleep_until_deadline(deadline) => Err(deadline_exceeded().into()),
     }
 }
 

@@ -3,18 +3,22 @@ use std::{
     task::{Context, Poll},
 };
 
-use ::http::{HeaderValue, Uri, header::CONTENT_TYPE};
+use ::http::{
+    HeaderValue, Uri,
+    header::{CONTENT_TYPE, InvalidHeaderValue},
+    uri::{Authority, PathAndQuery, Scheme},
+};
 use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
 use http_body::Body as _;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tokio::time::Instant;
 
 use super::{
-    stream::{self, HttpBody},
+    stream::{self, HttpBody, ReadError},
     wire::{
-        BODY_HEADER, SERVICE_HEADER, STREAM, TIMEOUT_HEADER, error_from_response, format_timeout,
+        BODY, SERVICE, STREAM, TIMEOUT, content_type_value, error_from_response, format_timeout,
         is_stream, metadata_from_headers, metadata_into_headers,
     },
 };
@@ -27,14 +31,41 @@ use crate::{
 pub(super) type PooledClient = Client<HttpConnector, HttpBody>;
 
 /// The calling side of the HTTP transport: `POST http://{address}/{endpoint}`
-/// over the transport's connection pool.
+/// over the transport's connection pool. Cloned for every call, so it is one
+/// shared pointer.
 #[derive(Debug, Clone)]
 pub(super) struct HttpChannel {
-    pub(super) client: PooledClient,
-    /// `http://{address}`, without a trailing slash.
-    pub(super) base: Arc<str>,
+    inner: Arc<ChannelInner>,
+}
+
+#[derive(Debug)]
+struct ChannelInner {
+    client: PooledClient,
+    /// `http://{address}`, without a trailing slash, for error messages.
+    base: String,
+    /// The address, parsed once; every call's URI is built from it.
+    authority: Authority,
     /// The largest request body this side sends and response body it reads.
-    pub(super) max_body_size: usize,
+    max_body_size: usize,
+}
+
+impl HttpChannel {
+    /// A channel to `authority` (`host:port`), whose URL is `base`.
+    pub(super) fn new(
+        client: PooledClient,
+        base: String,
+        authority: Authority,
+        max_body_size: usize,
+    ) -> HttpChannel {
+        HttpChannel {
+            inner: Arc::new(ChannelInner {
+                client,
+                base,
+                authority,
+                max_body_size,
+            }),
+        }
+    }
 }
 
 impl tower::Service<Request> for HttpChannel {
@@ -47,13 +78,14 @@ impl tower::Service<Request> for HttpChannel {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        self.clone().send(request).boxed()
+        self.inner.clone().send(request).boxed()
     }
 }
 
-impl HttpChannel {
-    /// Sends `request`, giving up with `Timeout` when its deadline passes.
-    async fn send(self, request: Request) -> Result<Response> {
+impl ChannelInner {
+    /// Sends `request`, giving up with `Timeout` when its deadline passes:
+    /// the calling side's one deadline race.
+    async fn send(self: Arc<Self>, request: Request) -> Result<Response> {
         match request.deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, self.exchange(request))
                 .await
@@ -133,32 +165,32 @@ impl HttpChannel {
         })?;
         let headers = http_request.headers_mut();
         metadata_into_headers(&request.metadata, headers)?;
-        headers.insert(
-            CONTENT_TYPE,
-            header_value("content type", &request.content_type)?,
-        );
+        let content_type = content_type_value(&request.content_type)
+            .map_err(|err| invalid_header_value("content type", &request.content_type, err))?;
+        headers.insert(CONTENT_TYPE, content_type);
         if streamed {
-            headers.insert(BODY_HEADER, HeaderValue::from_static(STREAM));
+            headers.insert(BODY, HeaderValue::from_static(STREAM));
         }
         if !request.service.is_empty() {
-            headers.insert(
-                SERVICE_HEADER,
-                header_value("service name", &request.service)?,
-            );
+            headers.insert(SERVICE, header_value("service name", &request.service)?);
         }
         if let Some(deadline) = request.deadline {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(deadline_exceeded());
             }
-            headers.insert(
-                TIMEOUT_HEADER,
-                header_value("timeout", &format_timeout(remaining))?,
-            );
+            // Handing the formatted text over saves copying it.
+            let timeout = HeaderValue::from_maybe_shared(Bytes::from(format_timeout(remaining)))
+                .map_err(|err| {
+                    Error::internal("a formatted timeout is not a header value").with_source(err)
+                })?;
+            headers.insert(TIMEOUT, timeout);
         }
         Ok(http_request)
     }
 
+    /// `http://{address}/{endpoint}`, from the parsed address and a path
+    /// checked here, so that no whole URL is parsed per call.
     fn uri(&self, endpoint: &str) -> Result<Uri> {
         let invalid = || {
             Error::invalid_argument(format!(
@@ -168,8 +200,16 @@ impl HttpChannel {
         if endpoint.is_empty() || endpoint.contains(['/', '?', '#', '%']) {
             return Err(invalid());
         }
-        format!("{}/{endpoint}", self.base)
-            .parse()
+        let mut path = String::with_capacity(endpoint.len() + 1);
+        path.push('/');
+        path.push_str(endpoint);
+        let path = PathAndQuery::from_maybe_shared(Bytes::from(path))
+            .map_err(|err| invalid().with_source(err))?;
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
             .map_err(|err| invalid().with_source(err))
     }
 
@@ -181,14 +221,14 @@ impl HttpChannel {
         if declared > max as u64 {
             return Err(body_too_large("response body", declared, max));
         }
-        match Limited::new(body, max).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(err) if err.is::<LengthLimitError>() => Err(body_too_large(
+        match stream::read_full(body, max).await {
+            Ok(bytes) => Ok(bytes),
+            Err(ReadError::TooLarge) => Err(body_too_large(
                 "response body",
                 format!("more than {max}"),
                 max,
             )),
-            Err(err) => Err(Error::unavailable(format!(
+            Err(ReadError::Failed(err)) => Err(Error::unavailable(format!(
                 "reading the response from {} failed",
                 self.base
             ))
@@ -217,10 +257,12 @@ async fn read_error_body(body: hyper::body::Incoming) -> Bytes {
 }
 
 fn header_value(what: &str, value: &str) -> Result<HeaderValue> {
-    HeaderValue::from_str(value).map_err(|err| {
-        Error::invalid_argument(format!(
-            "the {what} {value:?} is not a valid HTTP header value"
-        ))
-        .with_source(err)
-    })
+    HeaderValue::from_str(value).map_err(|err| invalid_header_value(what, value, err))
+}
+
+fn invalid_header_value(what: &str, value: &str, err: InvalidHeaderValue) -> Error {
+    Error::invalid_argument(format!(
+        "the {what} {value:?} is not a valid HTTP header value"
+    ))
+    .with_source(err)
 }

@@ -221,20 +221,27 @@ impl Transport for HttpTransport {
             Error::invalid_argument(format!("{address:?} is not a host:port address"))
                 .with_source(err)
         })?;
-        if address.is_empty()
-            || parsed.path() != "/"
-            || parsed.query().is_some()
-            || base.ends_with('/')
-        {
-            return Err(Error::invalid_argument(format!(
-                "{address:?} is not a host:port address"
-            )));
-        }
-        Ok(Channel::new(HttpChannel {
-            client: self.client.clone(),
-            base: base.into(),
-            max_body_size: self.config.max_body_size,
-        }))
+        let authority = match parsed.authority() {
+            Some(authority)
+                if !address.is_empty()
+                    && parsed.path() == "/"
+                    && parsed.query().is_none()
+                    && !base.ends_with('/') =>
+            {
+                authority.clone()
+            }
+            _ => {
+                return Err(Error::invalid_argument(format!(
+                    "{address:?} is not a host:port address"
+                )));
+            }
+        };
+        Ok(Channel::new(HttpChannel::new(
+            self.client.clone(),
+            base,
+            authority,
+            self.config.max_body_size,
+        )))
     }
 }
 

@@ -2,11 +2,10 @@ use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use ::http::{
     HeaderValue, Method, StatusCode,
-    header::{CONTENT_TYPE, HeaderMap},
+    header::{CONTENT_TYPE, HeaderMap, HeaderName},
 };
 use bytes::Bytes;
 use http_body::Body as _;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -23,16 +22,16 @@ use tokio::{
 };
 
 use super::{
-    stream::{self, HttpBody},
+    stream::{self, HttpBody, ReadError},
     wire::{
-        BODY_HEADER, SERVICE_HEADER, STREAM, TIMEOUT_HEADER, error_response,
+        BODY, SERVICE, STREAM, TIMEOUT, content_type_value, error_response,
         error_response_with_status, is_stream, metadata_from_headers, metadata_into_headers,
         parse_timeout,
     },
 };
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
-    call::{StreamLimits, body_too_large, deadline_exceeded, limit_stream, serve_call},
+    call::{StreamLimits, body_too_large, guard_call, limit_stream},
 };
 
 /// How long the accept loop pauses after a failed accept (such as running out
@@ -203,24 +202,38 @@ async fn answer(
     let deadline = deadline(&parts.headers)?;
     let service = match service {
         Some(service) => service.to_owned(),
-        None => header(&parts.headers, SERVICE_HEADER)?.unwrap_or_default(),
+        None => header(&parts.headers, &SERVICE)?
+            .unwrap_or_default()
+            .to_owned(),
     };
-    let content_type = header(&parts.headers, CONTENT_TYPE.as_str())?
-        .unwrap_or_else(|| "application/json".to_owned());
-    let body = if is_stream(&parts.headers) {
-        Body::Stream(stream::decode(body, state.max_body_size, "request"))
-    } else {
-        Body::Full(read_body(body, state.max_body_size, deadline).await?)
+    let content_type = header(&parts.headers, &CONTENT_TYPE)?
+        .unwrap_or("application/json")
+        .to_owned();
+    let metadata = metadata_from_headers(&parts.headers);
+    let streamed_request = is_stream(&parts.headers);
+    let endpoint = endpoint.to_owned();
+    // Reading the body and running the handler share one deadline race.
+    let call = async move {
+        let body = if streamed_request {
+            Body::Stream(stream::decode(body, state.max_body_size, "request"))
+        } else {
+            Body::Full(read_body(body, state.max_body_size).await?)
+        };
+        let request = Request {
+            service,
+            endpoint,
+            content_type,
+            metadata,
+            deadline,
+            body,
+        };
+        state
+            .handler
+            .call_once(request)
+            .await
+            .map_err(Rejection::from)
     };
-    let request = Request {
-        service,
-        endpoint: endpoint.to_owned(),
-        content_type,
-        metadata: metadata_from_headers(&parts.headers),
-        deadline,
-        body,
-    };
-    let response = serve_call(&state.handler, request, None).await?;
+    let response = guard_call(deadline, None, call).await?;
     let streamed = response.body.is_stream();
     let mut answer = ::http::Response::new(match response.body {
         Body::Full(bytes) => stream::full(bytes),
@@ -240,14 +253,14 @@ async fn answer(
         return Err(err.context("the handler's response metadata").into());
     }
     if !response.content_type.is_empty() {
-        let content_type = HeaderValue::from_str(&response.content_type).map_err(|err| {
+        let content_type = content_type_value(&response.content_type).map_err(|err| {
             Error::internal("the handler's content type is not a valid HTTP header value")
                 .with_source(err)
         })?;
         headers.insert(CONTENT_TYPE, content_type);
     }
     if streamed {
-        headers.insert(BODY_HEADER, HeaderValue::from_static(STREAM));
+        headers.insert(BODY, HeaderValue::from_static(STREAM));
     }
     Ok(answer)
 }
@@ -270,20 +283,20 @@ fn route(path: &str) -> Result<(Option<&str>, &str)> {
 
 /// The deadline the caller's [`TIMEOUT_HEADER`] asks for, if any.
 fn deadline(headers: &HeaderMap) -> Result<Option<Instant>> {
-    let Some(timeout) = header(headers, TIMEOUT_HEADER)? else {
+    let Some(timeout) = header(headers, &TIMEOUT)? else {
         return Ok(None);
     };
-    let timeout = parse_timeout(&timeout)?;
+    let timeout = parse_timeout(timeout)?;
     // A timeout too large to represent is as good as none.
     Ok(Instant::now().checked_add(timeout))
 }
 
 /// A header's value as text; one that is not visible ASCII is `InvalidArgument`.
-fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>> {
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>> {
     headers
         .get(name)
         .map(|value| {
-            value.to_str().map(str::to_owned).map_err(|err| {
+            value.to_str().map_err(|err| {
                 Error::invalid_argument(format!("header {name} is not visible ASCII"))
                     .with_source(err)
             })
@@ -293,11 +306,7 @@ fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>> {
 
 /// Reads the whole request body, refusing one over `max` before reading it
 /// when its length is declared, and as soon as it passes `max` otherwise.
-async fn read_body(
-    body: Incoming,
-    max: usize,
-    deadline: Option<Instant>,
-) -> Result<Bytes, Rejection> {
+async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Rejection> {
     let declared = body.size_hint().lower();
     if declared > max as u64 {
         return Err(Rejection::BodyTooLarge(body_too_large(
@@ -306,23 +315,18 @@ async fn read_body(
             max,
         )));
     }
-    let read = Limited::new(body, max).collect();
-    let collected = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, read)
-            .await
-            .map_err(|_| deadline_exceeded())?,
-        None => read.await,
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<LengthLimitError>() => Err(Rejection::BodyTooLarge(body_too_large(
+    match stream::read_full(body, max).await {
+        Ok(bytes) => Ok(bytes),
+        Err(ReadError::TooLarge) => Err(Rejection::BodyTooLarge(body_too_large(
             "request body",
             format!("more than {max}"),
             max,
         ))),
-        Err(err) => Err(Error::invalid_argument("reading the request body failed")
-            .with_source(err)
-            .into()),
+        Err(ReadError::Failed(err)) => {
+            Err(Error::invalid_argument("reading the request body failed")
+                .with_source(err)
+                .into())
+        }
     }
 }
 

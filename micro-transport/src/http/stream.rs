@@ -30,6 +30,47 @@ pub(super) fn full(bytes: Bytes) -> HttpBody {
         .boxed_unsync()
 }
 
+/// Why a unary body could not be read.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    /// The body is over the limit; reading stopped as soon as it passed it.
+    TooLarge,
+    /// The connection failed while the body was read.
+    Failed(hyper::Error),
+}
+
+/// Reads a whole unary body of at most `max` bytes. A body that arrives in
+/// one piece, as a small message does, is returned as it came, without a copy
+/// or a buffer list.
+pub(super) async fn read_full(
+    mut body: Incoming,
+    max: usize,
+) -> std::result::Result<Bytes, ReadError> {
+    let mut whole = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(ReadError::Failed)?.into_data() else {
+            // Trailers carry nothing of the message.
+            continue;
+        };
+        let size = joined.as_ref().map_or(whole.len(), BytesMut::len) + data.len();
+        if size > max {
+            return Err(ReadError::TooLarge);
+        }
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if whole.is_empty() => whole = data,
+            None => {
+                let mut buffer = BytesMut::with_capacity(size);
+                buffer.extend_from_slice(&whole);
+                buffer.extend_from_slice(&data);
+                joined = Some(buffer);
+            }
+        }
+    }
+    Ok(joined.map_or(whole, BytesMut::freeze))
+}
+
 /// Frames `stream` as an HTTP body. The first error is sent as an error frame
 /// and ends the body.
 pub(super) fn encode(stream: BodyStream) -> HttpBody {

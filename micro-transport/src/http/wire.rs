@@ -25,7 +25,7 @@ pub(super) const STREAM: &str = "stream";
 /// Whether the headers mark the body as a stream of frames.
 pub(super) fn is_stream(headers: &HeaderMap) -> bool {
     headers
-        .get(BODY_HEADER)
+        .get(BODY)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(STREAM.as_bytes()))
 }
 
@@ -35,35 +35,60 @@ pub(super) fn is_stream(headers: &HeaderMap) -> bool {
 /// `ms`, `us` or `ns`. The serving side turns it into the request's deadline.
 pub const TIMEOUT_HEADER: &str = "micro-timeout";
 
-/// Headers that describe the HTTP exchange itself rather than the call, so they
-/// never become [`Metadata`] and metadata never overrides them.
-const RESERVED_HEADERS: &[&str] = &[
-    "accept",
-    "accept-encoding",
-    "connection",
-    "content-encoding",
-    "content-length",
-    "content-type",
-    "date",
-    "expect",
-    "host",
-    "http2-settings",
-    "keep-alive",
-    "proxy-connection",
-    "server",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "user-agent",
-    BODY_HEADER,
-    SERVICE_HEADER,
-    TIMEOUT_HEADER,
-];
+/// [`SERVICE_HEADER`] as a header name, built once rather than parsed per call.
+pub(super) const SERVICE: HeaderName = HeaderName::from_static(SERVICE_HEADER);
+/// [`BODY_HEADER`] as a header name.
+pub(super) const BODY: HeaderName = HeaderName::from_static(BODY_HEADER);
+/// [`TIMEOUT_HEADER`] as a header name.
+pub(super) const TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
 
-/// Whether a header (lower-case name) is part of the exchange, not of the call.
+/// The `Content-Type` value for `content_type`: the codecs' own types are
+/// static values, anything else is copied (and refused when it cannot be a
+/// header value).
+pub(super) fn content_type_value(
+    content_type: &str,
+) -> std::result::Result<HeaderValue, ::http::header::InvalidHeaderValue> {
+    const KNOWN: [&str; 4] = [
+        "application/json",
+        "application/msgpack",
+        "application/protobuf",
+        "application/octet-stream",
+    ];
+    match KNOWN.iter().find(|known| **known == content_type) {
+        Some(known) => Ok(HeaderValue::from_static(known)),
+        None => HeaderValue::from_str(content_type),
+    }
+}
+
+/// Whether a header (lower-case name) is part of the exchange, not of the
+/// call: such headers never become [`Metadata`] and metadata never overrides
+/// them. Checked for every header of every call, hence a `match` (which
+/// compiles to a dispatch on length) rather than a scan of a list.
 pub(super) fn is_reserved(name: &str) -> bool {
-    RESERVED_HEADERS.contains(&name)
+    matches!(
+        name,
+        "accept"
+            | "accept-encoding"
+            | "connection"
+            | "content-encoding"
+            | "content-length"
+            | "content-type"
+            | "date"
+            | "expect"
+            | "host"
+            | "http2-settings"
+            | "keep-alive"
+            | "proxy-connection"
+            | "server"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "user-agent"
+            | BODY_HEADER
+            | SERVICE_HEADER
+            | TIMEOUT_HEADER
+    )
 }
 
 /// The call's metadata: every header that is not reserved. Repeated headers
@@ -75,17 +100,23 @@ pub(super) fn metadata_from_headers(headers: &HeaderMap) -> Metadata {
         if is_reserved(name.as_str()) {
             continue;
         }
-        let mut values = Vec::new();
+        let mut joined: Option<String> = None;
         for value in headers.get_all(name) {
             match value.to_str() {
-                Ok(value) => values.push(value),
+                Ok(value) => match &mut joined {
+                    Some(joined) => {
+                        joined.push_str(", ");
+                        joined.push_str(value);
+                    }
+                    None => joined = Some(value.to_owned()),
+                },
                 Err(_) => {
                     tracing::debug!(header = %name, "skipping a header value that is not visible ASCII")
                 }
             }
         }
-        if !values.is_empty() {
-            metadata.insert(name.as_str(), values.join(", "));
+        if let Some(joined) = joined {
+            metadata.insert(name.as_str(), joined);
         }
     }
     metadata
