@@ -89,7 +89,9 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Entry {
     /// `None` until a fetch succeeded; afterwards the versions that have nodes.
-    services: Option<Vec<Service>>,
+    /// Shared with the lookups that returned it; a change copies it first
+    /// when a lookup still holds it.
+    services: Option<Arc<Vec<Service>>>,
     refreshed_at: Option<Instant>,
     /// Whether a watch is up and applying changes.
     watching: bool,
@@ -198,7 +200,12 @@ impl<R> Drop for Shared<R> {
 
 impl<R: Registry> Shared<R> {
     fn slot(&self, name: &str) -> Arc<Slot> {
-        Arc::clone(lock(&self.slots).entry(name.to_owned()).or_default())
+        let mut slots = lock(&self.slots);
+        // Looked up by reference first: the name is copied only the first time.
+        if let Some(slot) = slots.get(name) {
+            return Arc::clone(slot);
+        }
+        Arc::clone(slots.entry(name.to_owned()).or_default())
     }
 
     fn existing_slot(&self, name: &str) -> Option<Arc<Slot>> {
@@ -208,7 +215,7 @@ impl<R: Registry> Shared<R> {
 
 impl Slot {
     /// The cached answer if the entry can be served without asking the backend.
-    fn fresh(&self, name: &str, entry_ttl: Option<Duration>) -> Option<Result<Vec<Service>>> {
+    fn fresh(&self, name: &str, entry_ttl: Option<Duration>) -> Option<Result<Arc<Vec<Service>>>> {
         let entry = lock(&self.entry);
         let services = entry.services.as_ref()?;
         let young = match (entry_ttl, entry.refreshed_at) {
@@ -221,7 +228,7 @@ impl Slot {
 
     /// Stores a fetched answer unless the entry changed since `generation`;
     /// returns what the entry holds afterwards.
-    fn store_fetched(&self, generation: u64, services: Vec<Service>) -> Vec<Service> {
+    fn store_fetched(&self, generation: u64, services: Vec<Service>) -> Arc<Vec<Service>> {
         let mut entry = lock(&self.entry);
         if entry.generation == generation || entry.services.is_none() {
             entry.replace(services);
@@ -233,7 +240,7 @@ impl Slot {
         lock(&self.entry).generation
     }
 
-    fn stale(&self) -> Option<Vec<Service>> {
+    fn stale(&self) -> Option<Arc<Vec<Service>>> {
         lock(&self.entry)
             .services
             .clone()
@@ -258,7 +265,7 @@ impl Slot {
 
 impl Entry {
     fn replace(&mut self, services: Vec<Service>) {
-        self.services = Some(services);
+        self.services = Some(Arc::new(services));
         self.refreshed_at = Some(Instant::now());
         self.generation += 1;
     }
@@ -266,7 +273,7 @@ impl Entry {
     /// Adds or replaces the nodes of `service`, taking its metadata and endpoints
     /// as the version's. Does nothing when nothing is cached yet.
     fn upsert(&mut self, service: &Service) {
-        let Some(services) = self.services.as_mut() else {
+        let Some(services) = self.services.as_mut().map(Arc::make_mut) else {
             return;
         };
         self.generation += 1;
@@ -287,7 +294,7 @@ impl Entry {
 
     /// Removes the nodes of `service`, and its version once it has none.
     fn remove(&mut self, service: &Service) {
-        let Some(services) = self.services.as_mut() else {
+        let Some(services) = self.services.as_mut().map(Arc::make_mut) else {
             return;
         };
         self.generation += 1;
@@ -301,18 +308,18 @@ impl Entry {
 }
 
 /// The lookup answer for a cached list of versions.
-fn answer(name: &str, services: &[Service]) -> Result<Vec<Service>> {
+fn answer(name: &str, services: &Arc<Vec<Service>>) -> Result<Arc<Vec<Service>>> {
     if services.is_empty() {
         Err(Error::not_found(format!("no service named {name:?}")))
     } else {
-        Ok(services.to_vec())
+        Ok(Arc::clone(services))
     }
 }
 
 impl<R: Registry> CachingRegistry<R> {
     /// Fetches `name` from the backend into `slot`, starting the watch that keeps
     /// it fresh if none runs; serves the stale entry if the backend fails.
-    async fn fetch(&self, name: &str, slot: &Arc<Slot>) -> Result<Vec<Service>> {
+    async fn fetch(&self, name: &str, slot: &Arc<Slot>) -> Result<Arc<Vec<Service>>> {
         let shared = &self.shared;
         let start_follower = lock(&slot.entry).follower.is_none();
         // The watch is opened before the fetch so no change between the two is lost.
@@ -479,6 +486,25 @@ impl<R: Registry> Registry for CachingRegistry<R> {
     }
 
     async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
+        self.get_service_shared(name)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    async fn list_services(&self) -> Result<Vec<Service>> {
+        self.shared.backend.list_services().await
+    }
+
+    async fn watch(&self, options: &WatchOptions) -> Result<WatchStream> {
+        self.shared.backend.watch(options).await
+    }
+}
+
+impl<R: Registry> CachingRegistry<R> {
+    /// Like [`get_service`](Registry::get_service), but shares the cached
+    /// answer instead of copying it: for callers that look a service up on
+    /// every call and only read the answer, such as a client picking a node.
+    pub async fn get_service_shared(&self, name: &str) -> Result<Arc<Vec<Service>>> {
         let entry_ttl = self.shared.options.entry_ttl;
         let slot = self.shared.slot(name);
         if let Some(hit) = slot.fresh(name, entry_ttl) {
@@ -489,14 +515,6 @@ impl<R: Registry> Registry for CachingRegistry<R> {
             return hit;
         }
         self.fetch(name, &slot).await
-    }
-
-    async fn list_services(&self) -> Result<Vec<Service>> {
-        self.shared.backend.list_services().await
-    }
-
-    async fn watch(&self, options: &WatchOptions) -> Result<WatchStream> {
-        self.shared.backend.watch(options).await
     }
 }
 
@@ -779,6 +797,34 @@ mod tests {
         );
         cache.deregister(&greeter(&["a"])).await.unwrap();
         assert_eq!(ids(&cache.get_service("greeter").await.unwrap()), ["b"]);
+        assert_eq!(backend.lookups(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn shared_answers_are_snapshots_that_later_changes_leave_alone() {
+        let backend = Flaky::new();
+        let cache = CachingRegistry::new(backend.clone());
+        cache
+            .register(&greeter(&["a"]), &RegisterOptions::default())
+            .await
+            .unwrap();
+        let first = cache.get_service_shared("greeter").await.unwrap();
+        let again = cache.get_service_shared("greeter").await.unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "a hit shares the cached answer"
+        );
+        cache
+            .register(&greeter(&["b"]), &RegisterOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(ids(&first), ["a"], "a handed-out answer does not change");
+        let after = cache.get_service_shared("greeter").await.unwrap();
+        assert_eq!(ids(&after), ["a", "b"]);
+        assert_eq!(
+            ids(&cache.get_service("greeter").await.unwrap()),
+            ["a", "b"]
+        );
         assert_eq!(backend.lookups(), 1);
     }
 

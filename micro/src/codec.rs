@@ -66,6 +66,15 @@ impl ContentType {
     ///
     /// Unknown types are an `InvalidArgument` error listing the supported ones.
     pub fn parse(content_type: &str) -> Result<ContentType> {
+        // Every call parses its content type, nearly always a canonical name:
+        // recognise those without lower-casing a copy.
+        match content_type {
+            "" | JSON => return Ok(ContentType::Json),
+            MSGPACK => return Ok(ContentType::MsgPack),
+            PROTOBUF => return Ok(ContentType::Protobuf),
+            OCTET_STREAM => return Ok(ContentType::Raw),
+            _ => {}
+        }
         let essence = content_type
             .split(';')
             .next()

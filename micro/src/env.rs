@@ -323,8 +323,8 @@ fn default_choice(name: &str) -> BackendChoice {
 }
 
 /// The registry as a client looks services up: through a watch-fed cache.
-pub(crate) fn cached(registry: DynRegistry) -> DynRegistry {
-    Arc::new(CachingRegistry::new(registry))
+pub(crate) fn cached(registry: DynRegistry) -> CachingRegistry<DynRegistry> {
+    CachingRegistry::new(registry)
 }
 
 #[cfg(test)]

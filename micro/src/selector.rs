@@ -116,29 +116,48 @@ impl Selector {
     /// No service at all is `NotFound`; services without a node passing the
     /// filters are `Unavailable` (retryable: nodes come and go), naming the filters.
     pub fn select(&self, name: &str, services: &[Service], avoid: &[String]) -> Result<Node> {
+        self.pick(name, services, avoid, |_| true).cloned()
+    }
+
+    /// Like [`select`](Selector::select), among the nodes `usable` accepts,
+    /// and borrowing the node rather than copying it (a client needs only its
+    /// id and address).
+    pub(crate) fn pick<'a>(
+        &self,
+        name: &str,
+        services: &'a [Service],
+        avoid: &[String],
+        usable: impl Fn(&Node) -> bool,
+    ) -> Result<&'a Node> {
         if services.is_empty() {
             return Err(Error::not_found(format!(
                 "service {name:?} is not registered"
             )));
         }
-        let candidates = self.filter(services);
+        let mut candidates = self.filter(services);
+        candidates.retain(|node| usable(node));
         if candidates.is_empty() {
             return Err(Error::unavailable(format!(
                 "service {name:?} has no node{}",
                 self.describe_filters()
             )));
         }
-        let fresh: Vec<&Node> = candidates
-            .iter()
-            .copied()
-            .filter(|node| !avoid.contains(&node.id))
-            .collect();
-        let pool = if fresh.is_empty() { candidates } else { fresh };
+        if candidates.iter().any(|node| avoid.contains(&node.id)) {
+            let fresh: Vec<&Node> = candidates
+                .iter()
+                .copied()
+                .filter(|node| !avoid.contains(&node.id))
+                .collect();
+            if !fresh.is_empty() {
+                candidates = fresh;
+            }
+        }
         let index = match self.strategy {
-            Strategy::Random => rand::rng().random_range(0..pool.len()),
-            Strategy::RoundRobin => self.next_position(name) % pool.len(),
+            Strategy::Random if candidates.len() == 1 => 0,
+            Strategy::Random => rand::rng().random_range(0..candidates.len()),
+            Strategy::RoundRobin => self.next_position(name) % candidates.len(),
         };
-        Ok(pool[index].clone())
+        Ok(candidates[index])
     }
 
     fn next_position(&self, name: &str) -> usize {
@@ -148,10 +167,13 @@ impl Selector {
             .positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let position = positions.entry(name.to_owned()).or_insert(0);
-        let current = *position;
-        *position = position.wrapping_add(1);
-        current
+        if let Some(position) = positions.get_mut(name) {
+            let current = *position;
+            *position = position.wrapping_add(1);
+            return current;
+        }
+        positions.insert(name.to_owned(), 1);
+        0
     }
 
     fn describe_filters(&self) -> String {

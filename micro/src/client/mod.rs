@@ -44,7 +44,7 @@ use crate::{
     broker::{Broker, DynBroker, Message},
     codec::{self, ContentType},
     env::EnvConfig,
-    registry::{DynRegistry, Node, Registry},
+    registry::{CachingRegistry, DynRegistry, Registry, Service},
     selector::Selector,
     service::NODE_TRANSPORT,
     transport::{Body, Channel, DynTransport, Request, Response, Transport},
@@ -101,7 +101,7 @@ struct Inner {
 }
 
 struct Backends {
-    registry: DynRegistry,
+    registry: CachingRegistry<DynRegistry>,
     transport: DynTransport,
     broker: DynBroker,
 }
@@ -315,9 +315,7 @@ impl Client {
                 body: body.clone(),
                 deadline,
             };
-            let result = tokio::time::timeout_at(deadline, self.attempt(attempt, &mut tried))
-                .await
-                .unwrap_or_else(|_| Err(call.deadline_exceeded(timeout)));
+            let result = self.attempt(attempt, &mut tried, timeout).await;
             match result {
                 Err(err) if err.is_retryable() && retry < retries => {
                     let delay = self.inner.backoff.delay(retry);
@@ -339,27 +337,48 @@ impl Client {
         }
     }
 
-    async fn attempt(&self, attempt: Attempt<'_>, tried: &mut Vec<String>) -> Result<Response> {
-        let address = match &attempt.call.address {
-            Some(address) => address.clone(),
-            None => {
-                let node = self
-                    .pick_node(attempt.backends, &attempt.call.service, tried)
-                    .await?;
-                tried.push(node.id);
-                node.address
-            }
-        };
-        let channel = self.channel(attempt.backends, &address).await?;
+    /// One try, bounded by the call's deadline.
+    ///
+    /// Finding the node and its channel is raced against the deadline; it
+    /// usually finishes at once (a cached lookup, a known channel), and then
+    /// never arms a timer. Every transport fails a call past its request's
+    /// deadline with `Timeout` (a rule its conformance suite checks), so a
+    /// bare channel is not raced again here: one timer per call, not two.
+    /// Channel layers may wait before the transport sees the request (a
+    /// concurrency limit, say), so a layered channel is raced.
+    async fn attempt(
+        &self,
+        attempt: Attempt<'_>,
+        tried: &mut Vec<String>,
+        timeout: Duration,
+    ) -> Result<Response> {
+        let call = attempt.call;
+        let deadline = attempt.deadline;
+        let past_deadline = || call.deadline_exceeded(timeout);
+        let channel = tokio::time::timeout_at(deadline, self.route(&attempt, tried))
+            .await
+            .unwrap_or_else(|_| Err(past_deadline()))?;
+        let (channel, address) = channel;
         let request = Request {
-            service: attempt.call.service.clone(),
-            endpoint: attempt.call.endpoint.clone(),
+            service: call.service.clone(),
+            endpoint: call.endpoint.clone(),
             content_type: attempt.content_type.as_str().to_owned(),
             metadata: attempt.metadata,
-            deadline: Some(attempt.deadline),
+            deadline: Some(deadline),
             body: Body::Full(attempt.body),
         };
-        let result = channel.call_once(request).await;
+        let result = if self.inner.layers.is_empty() {
+            match channel.call_once(request).await {
+                Err(err) if err.kind() == ErrorKind::Timeout && Instant::now() >= deadline => {
+                    Err(past_deadline())
+                }
+                result => result,
+            }
+        } else {
+            tokio::time::timeout_at(deadline, channel.call_once(request))
+                .await
+                .unwrap_or_else(|_| Err(past_deadline()))
+        };
         if let Err(err) = &result
             && err.kind() == ErrorKind::Unavailable
         {
@@ -369,40 +388,52 @@ impl Client {
         result
     }
 
-    /// A node of `service` reachable over this client's transport, as the selector picks it.
+    /// The channel of the node this try goes to, and its address.
+    async fn route(
+        &self,
+        attempt: &Attempt<'_>,
+        tried: &mut Vec<String>,
+    ) -> Result<(Channel, String)> {
+        let address = match &attempt.call.address {
+            Some(address) => address.clone(),
+            None => {
+                let (id, address) = self
+                    .pick_node(attempt.backends, &attempt.call.service, tried)
+                    .await?;
+                tried.push(id);
+                address
+            }
+        };
+        let channel = self.channel(attempt.backends, &address).await?;
+        Ok((channel, address))
+    }
+
+    /// The id and address of a node of `service` reachable over this
+    /// client's transport, as the selector picks it.
     async fn pick_node(
         &self,
         backends: &Backends,
         service: &str,
         tried: &[String],
-    ) -> Result<Node> {
-        let mut services = backends
+    ) -> Result<(String, String)> {
+        let services = backends
             .registry
-            .get_service(service)
+            .get_service_shared(service)
             .await
             .map_err(|err| err.context(format!("looking up service {service:?}")))?;
         let scheme = backends.transport.scheme();
-        let mut elsewhere = Vec::new();
-        for entry in &mut services {
-            entry
-                .nodes
-                .retain(|node| match node.metadata.get(NODE_TRANSPORT) {
-                    Some(transport) if transport != scheme => {
-                        elsewhere.push(transport.to_owned());
-                        false
-                    }
-                    _ => true,
-                });
+        let reachable = |node: &crate::registry::Node| match node.metadata.get(NODE_TRANSPORT) {
+            Some(transport) => transport == scheme,
+            None => true,
+        };
+        match self
+            .inner
+            .selector
+            .pick(service, &services, tried, reachable)
+        {
+            Ok(node) => Ok((node.id.clone(), node.address.clone())),
+            Err(err) => Err(transport_mismatch(service, &services, scheme).unwrap_or(err)),
         }
-        if !elsewhere.is_empty() && services.iter().all(|entry| entry.nodes.is_empty()) {
-            elsewhere.sort();
-            elsewhere.dedup();
-            return Err(Error::unavailable(format!(
-                "service {service:?} has nodes only on transport(s) {}, but this client uses {scheme}",
-                elsewhere.join(", ")
-            )));
-        }
-        self.inner.selector.select(service, &services, tried)
     }
 
     async fn channel(&self, backends: &Backends, address: &str) -> Result<Channel> {
@@ -437,6 +468,30 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The error for a service whose nodes all sit on other transports than
+/// `scheme`, if that is why no node could be picked.
+fn transport_mismatch(service: &str, services: &[Service], scheme: &str) -> Option<Error> {
+    let transports = || {
+        services
+            .iter()
+            .flat_map(|entry| entry.nodes.iter())
+            .map(|node| node.metadata.get(NODE_TRANSPORT))
+    };
+    if transports().any(|transport| transport.is_none_or(|transport| transport == scheme)) {
+        return None;
+    }
+    let mut elsewhere: Vec<&str> = transports().flatten().collect();
+    if elsewhere.is_empty() {
+        return None;
+    }
+    elsewhere.sort_unstable();
+    elsewhere.dedup();
+    Some(Error::unavailable(format!(
+        "service {service:?} has nodes only on transport(s) {}, but this client uses {scheme}",
+        elsewhere.join(", ")
+    )))
 }
 
 /// One try of a call.
