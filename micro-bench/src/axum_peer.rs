@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use axum::{Json, Router, routing::post};
+use axum::{Json, Router, routing::post, serve::ListenerExt};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
@@ -12,7 +12,8 @@ use hyper_util::{
 
 use crate::{EchoReply, EchoRequest, echo};
 
-/// Serves `POST /Bench.Echo` with axum on a free loopback port.
+/// Serves `POST /Bench.Echo` with axum on a free loopback port, with Nagle's
+/// algorithm off as micro's server has it, so that both servers send alike.
 pub(crate) async fn serve() -> std::io::Result<SocketAddr> {
     let app = Router::new().route(
         "/Bench.Echo",
@@ -20,6 +21,10 @@ pub(crate) async fn serve() -> std::io::Result<SocketAddr> {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
+    let listener = listener.tap_io(|stream| {
+        // A failure only leaves Nagle on; the bench still runs.
+        let _ = stream.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(address)
 }
@@ -33,7 +38,10 @@ pub(crate) struct AxumClient {
 
 impl AxumClient {
     pub(crate) fn new(address: SocketAddr) -> Result<AxumClient, http::uri::InvalidUri> {
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        // Nagle off, as micro's client connector has it.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         let uri = format!("http://{address}/Bench.Echo").parse()?;
         Ok(AxumClient { client, uri })
     }
