@@ -146,7 +146,7 @@ impl Server {
         Resp: Serialize + Send + 'static,
     {
         let endpoint = endpoint.into();
-        let name = endpoint.clone();
+        let name: Arc<str> = Arc::from(endpoint.as_str());
         let handler = Arc::new(handler);
         let call: RouteFn = Arc::new(move |ctx, request: Request| {
             let handler = handler.clone();
@@ -178,7 +178,7 @@ impl Server {
         Resp: prost::Message + Send + 'static,
     {
         let endpoint = endpoint.into();
-        let name = endpoint.clone();
+        let name: Arc<str> = Arc::from(endpoint.as_str());
         let handler = Arc::new(handler);
         let call: RouteFn = Arc::new(move |ctx, request: Request| {
             let handler = handler.clone();

@@ -59,16 +59,15 @@ impl tower::Service<Request> for Router {
 }
 
 impl Inner {
-    async fn dispatch(self: Arc<Self>, request: Request) -> Result<Response> {
-        let Some(route) = self.routes.get(&request.endpoint).cloned() else {
+    async fn dispatch(self: Arc<Self>, mut request: Request) -> Result<Response> {
+        let Some((endpoint, route)) = self.routes.get_key_value(&request.endpoint) else {
             return Err(Error::not_found(format!(
                 "unknown endpoint {:?}",
                 request.endpoint
             )));
         };
-        let endpoint = request.endpoint.clone();
         let deadline = request.deadline;
-        let ctx = self.context(&request);
+        let ctx = self.context(&mut request);
         let call = AssertUnwindSafe(route(ctx, request)).catch_unwind();
         let outcome = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, call).await.map_err(|_| {
@@ -91,13 +90,15 @@ impl Inner {
         })
     }
 
-    fn context(&self, request: &Request) -> Context {
+    /// The handler's context. The request's metadata moves into it: routes
+    /// read only the request's content type and body.
+    fn context(&self, request: &mut Request) -> Context {
         let service = if self.name.is_empty() {
             request.service.clone()
         } else {
             self.name.clone()
         };
-        let mut metadata = request.metadata.clone();
+        let mut metadata = std::mem::take(&mut request.metadata);
         metadata.insert("content-type", request.content_type.clone());
         let ctx = Context::new(service, request.endpoint.clone())
             .with_metadata(metadata)
