@@ -9,7 +9,7 @@
 //!
 //! The optional second argument runs one peer alone (`micro`, `axum`, `mc>ax`
 //! or `hy>mc`), at concurrency 1 and 64 or at the one given as a third
-//! argument, with nothing else in the process busy, so that `perf`,
+//! argument, or only the memory transport's per-call cost (`memory`), with nothing else in the process busy, so that `perf`,
 //! `strace -c` or a packet count see that peer only.
 //!
 //! What it measures:
@@ -73,6 +73,9 @@ async fn main() -> micro::Result<()> {
         .unwrap_or(6);
     let round = Duration::from_secs(seconds) / ROUNDS;
     if let Some(peer) = std::env::args().nth(2) {
+        if peer == "memory" {
+            return memory_transport_cost().await;
+        }
         let concurrencies = match std::env::args().nth(3).and_then(|arg| arg.parse().ok()) {
             Some(concurrency) => vec![concurrency],
             None => vec![1, 64],

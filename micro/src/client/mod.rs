@@ -97,7 +97,9 @@ struct Inner {
     backoff: Backoff,
     layers: Vec<ChannelLayer>,
     content_type: ContentType,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// One channel per address, shared so that taking it for a call copies
+    /// a pointer rather than the boxed service.
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
 }
 
 struct Backends {
@@ -355,10 +357,23 @@ impl Client {
         let call = attempt.call;
         let deadline = attempt.deadline;
         let past_deadline = || call.deadline_exceeded(timeout);
-        let channel = tokio::time::timeout_at(deadline, self.route(&attempt, tried))
+        // The node is borrowed from the registry's snapshot, which lives as
+        // long as this try: its id and address are copied only when needed.
+        let services;
+        let (address, node_id) = match &call.address {
+            Some(address) => (address.as_str(), None),
+            None => {
+                let lookup = self.lookup(attempt.backends, &call.service);
+                services = tokio::time::timeout_at(deadline, lookup)
+                    .await
+                    .unwrap_or_else(|_| Err(past_deadline()))?;
+                let node = self.pick_node(attempt.backends, &call.service, &services, tried)?;
+                (node.address.as_str(), Some(node.id.as_str()))
+            }
+        };
+        let channel = tokio::time::timeout_at(deadline, self.channel(attempt.backends, address))
             .await
             .unwrap_or_else(|_| Err(past_deadline()))?;
-        let (channel, address) = channel;
         let request = Request {
             service: call.service.clone(),
             endpoint: call.endpoint.clone(),
@@ -379,66 +394,51 @@ impl Client {
                 .await
                 .unwrap_or_else(|_| Err(past_deadline()))
         };
-        if let Err(err) = &result
-            && err.kind() == ErrorKind::Unavailable
-        {
-            // The connection may be what broke: dial afresh next time.
-            self.forget_channel(&address);
+        if let Err(err) = &result {
+            if let Some(id) = node_id {
+                tried.push(id.to_owned());
+            }
+            if err.kind() == ErrorKind::Unavailable {
+                // The connection may be what broke: dial afresh next time.
+                self.forget_channel(address);
+            }
         }
         result
     }
 
-    /// The channel of the node this try goes to, and its address.
-    async fn route(
-        &self,
-        attempt: &Attempt<'_>,
-        tried: &mut Vec<String>,
-    ) -> Result<(Channel, String)> {
-        let address = match &attempt.call.address {
-            Some(address) => address.clone(),
-            None => {
-                let (id, address) = self
-                    .pick_node(attempt.backends, &attempt.call.service, tried)
-                    .await?;
-                tried.push(id);
-                address
-            }
-        };
-        let channel = self.channel(attempt.backends, &address).await?;
-        Ok((channel, address))
-    }
-
-    /// The id and address of a node of `service` reachable over this
-    /// client's transport, as the selector picks it.
-    async fn pick_node(
-        &self,
-        backends: &Backends,
-        service: &str,
-        tried: &[String],
-    ) -> Result<(String, String)> {
-        let services = backends
+    /// The versions of `service` with nodes, as the registry cache shares them.
+    async fn lookup(&self, backends: &Backends, service: &str) -> Result<Arc<Vec<Service>>> {
+        backends
             .registry
             .get_service_shared(service)
             .await
-            .map_err(|err| err.context(format!("looking up service {service:?}")))?;
+            .map_err(|err| err.context(format!("looking up service {service:?}")))
+    }
+
+    /// A node of `services` reachable over this client's transport, as the
+    /// selector picks it.
+    fn pick_node<'a>(
+        &self,
+        backends: &Backends,
+        service: &str,
+        services: &'a [Service],
+        tried: &[String],
+    ) -> Result<&'a crate::registry::Node> {
         let scheme = backends.transport.scheme();
         let reachable = |node: &crate::registry::Node| match node.metadata.get(NODE_TRANSPORT) {
             Some(transport) => transport == scheme,
             None => true,
         };
-        match self
-            .inner
+        self.inner
             .selector
-            .pick(service, &services, tried, reachable)
-        {
-            Ok(node) => Ok((node.id.clone(), node.address.clone())),
-            Err(err) => Err(transport_mismatch(service, &services, scheme).unwrap_or(err)),
-        }
+            .pick(service, services, tried, reachable)
+            .map_err(|err| transport_mismatch(service, services, scheme).unwrap_or(err))
     }
 
-    async fn channel(&self, backends: &Backends, address: &str) -> Result<Channel> {
+    /// The channel to `address`, shared by every call to it.
+    async fn channel(&self, backends: &Backends, address: &str) -> Result<Arc<Channel>> {
         if let Some(channel) = self.channels().get(address) {
-            return Ok(channel.clone());
+            return Ok(Arc::clone(channel));
         }
         let dialed = backends
             .transport
@@ -450,18 +450,18 @@ impl Client {
             .layers
             .iter()
             .fold(dialed, |channel, layer| layer(channel));
-        Ok(self
-            .channels()
-            .entry(address.to_owned())
-            .or_insert(layered)
-            .clone())
+        Ok(Arc::clone(
+            self.channels()
+                .entry(address.to_owned())
+                .or_insert_with(|| Arc::new(layered)),
+        ))
     }
 
     fn forget_channel(&self, address: &str) {
         self.channels().remove(address);
     }
 
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Channel>>> {
         // Only cloned into and out of under the lock, so a poisoned map is intact.
         self.inner
             .channels
