@@ -10,14 +10,15 @@
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Either, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 
 use super::wire::{error_body_json, error_from_json};
 use crate::{BodyStream, BoxError, Error, Result, call::body_too_large};
 
-/// The body type both sides send: a unary message or a stream of frames.
-pub(super) type HttpBody = UnsyncBoxBody<Bytes, BoxError>;
+/// The body type both sides send: a unary message, held as is (no box per
+/// call), or a stream of frames.
+pub(super) type HttpBody = Either<Full<Bytes>, UnsyncBoxBody<Bytes, BoxError>>;
 
 const MESSAGE: u8 = 0;
 const ERROR: u8 = 1;
@@ -25,9 +26,7 @@ const HEADER_LEN: usize = 5;
 
 /// A unary body.
 pub(super) fn full(bytes: Bytes) -> HttpBody {
-    http_body_util::Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Either::Left(Full::new(bytes))
 }
 
 /// Why a unary body could not be read.
@@ -87,7 +86,7 @@ pub(super) fn encode(stream: BodyStream) -> HttpBody {
     .flat_map(|frames| {
         futures::stream::iter(frames.into_iter().map(|frame| Ok(Frame::data(frame))))
     });
-    StreamBody::new(frames).boxed_unsync()
+    Either::Right(StreamBody::new(frames).boxed_unsync())
 }
 
 fn header(kind: u8, len: usize) -> Result<Bytes> {
