@@ -105,6 +105,7 @@ mod body;
 mod call;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod hop;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "memory")]
@@ -114,6 +115,7 @@ mod service;
 mod transport;
 
 pub use body::{Body, BodyStream};
+pub use hop::is_per_hop;
 pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
 pub use request::{Request, Response};
 pub use service::{Channel, Handler};

@@ -6,42 +6,13 @@ use tokio::time::Instant;
 
 use crate::{Client, Metadata};
 
-/// Metadata keys that describe one hop (HTTP framing, content negotiation,
-/// transport control) and so are not passed on to downstream calls.
-const HOP_KEYS: [&str; 19] = [
-    "accept",
-    "accept-encoding",
-    "connection",
-    "content-encoding",
-    "content-length",
-    "content-type",
-    "date",
-    "expect",
-    "host",
-    "http2-settings",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "server",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "user-agent",
-];
-
-/// Prefixes of transport-internal metadata keys (deadlines, status codes)
-/// that each hop sets for itself.
-const HOP_PREFIXES: [&str; 3] = [":", "grpc-", "micro-"];
-
 /// Whether a metadata key travels on from a handler to the calls it makes.
 ///
 /// Everything does except per-hop keys: HTTP framing and negotiation headers
 /// (`content-type`, `content-length`, `host`, `user-agent`, ...) and
 /// transport-internal keys (prefixed `grpc-`, `micro-` or `:`).
 pub fn is_propagated(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    !HOP_KEYS.contains(&key.as_str()) && !HOP_PREFIXES.iter().any(|p| key.starts_with(p))
+    !micro_transport::is_per_hop(&key.to_ascii_lowercase())
 }
 
 /// What a handler or subscriber sees about the call or message it is serving.

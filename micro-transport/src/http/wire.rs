@@ -57,44 +57,13 @@ pub(super) fn content_type_value(
     }
 }
 
-/// Whether a header (lower-case name) is part of the exchange, not of the
-/// call: such headers never become [`Metadata`] and metadata never overrides
-/// them. Checked for every header of every call, hence a `match` (which
-/// compiles to a dispatch on length) rather than a scan of a list.
-pub(super) fn is_reserved(name: &str) -> bool {
-    matches!(
-        name,
-        "accept"
-            | "accept-encoding"
-            | "connection"
-            | "content-encoding"
-            | "content-length"
-            | "content-type"
-            | "date"
-            | "expect"
-            | "host"
-            | "http2-settings"
-            | "keep-alive"
-            | "proxy-connection"
-            | "server"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "user-agent"
-            | BODY_HEADER
-            | SERVICE_HEADER
-            | TIMEOUT_HEADER
-    )
-}
-
 /// The call's metadata: every header that is not reserved. Repeated headers
 /// are joined with `", "` as HTTP allows; values that are not visible ASCII
 /// are left out, since [`Metadata`] holds strings.
 pub(super) fn metadata_from_headers(headers: &HeaderMap) -> Metadata {
     let mut metadata = Metadata::new();
     for name in headers.keys() {
-        if is_reserved(name.as_str()) {
+        if crate::is_per_hop(name.as_str()) {
             continue;
         }
         let mut joined: Option<String> = None;
@@ -123,7 +92,7 @@ pub(super) fn metadata_from_headers(headers: &HeaderMap) -> Metadata {
 /// that cannot be an HTTP header is an `InvalidArgument` error.
 pub(super) fn metadata_into_headers(metadata: &Metadata, headers: &mut HeaderMap) -> Result<()> {
     for (key, value) in metadata.iter() {
-        if is_reserved(key) {
+        if crate::is_per_hop(key) {
             tracing::debug!(key, "not sending metadata under a reserved header name");
             continue;
         }
