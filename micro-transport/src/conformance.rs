@@ -13,7 +13,7 @@
 //! expands into one named `#[tokio::test]` per case; a backend outside this
 //! crate enables the `conformance` feature and writes:
 //!
-//! ```ignore
+//! ```text
 //! mod conformance {
 //!     micro_transport::transport_conformance_tests!(MyTransport::new(), "127.0.0.1:0");
 //! }
