@@ -126,7 +126,7 @@
 //!
 //! | setting | default | where to change it |
 //! |---|---|---|
-//! | call timeout, whole call including retries; sent to the server as the deadline | 5 s | [`ClientBuilder::timeout`], [`client::CallBuilder::timeout`] |
+//! | call timeout, whole call including retries; sent to the server as the deadline | 5 s | [`ClientBuilder::timeout`] (a service's own: [`ServiceBuilder::configure_client`]), [`client::CallBuilder::timeout`] |
 //! | retries, of retryable errors only (`Unavailable`, `Aborted`) | 3 | [`ClientBuilder::retries`], [`client::CallBuilder::retries`] |
 //! | backoff between retries | 10 ms doubling up to 1 s, jittered | [`ClientBuilder::backoff`] |
 //! | node selection | random; a retry prefers another node | [`ClientBuilder::selector`] |

@@ -291,6 +291,25 @@ fn build_refuses_inconsistent_settings() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     assert!(err.message().contains("Svc.Call"), "{err}");
+
+    let err = world
+        .service("svc")
+        .configure_client(|client| client.content_type(micro::ContentType::Protobuf))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn the_service_client_takes_the_configured_options() {
+    let world = World::new(Kind::Memory);
+    let service = world
+        .service("svc")
+        .configure_client(|client| client.timeout(Duration::from_millis(250)).retries(0))
+        .build()
+        .unwrap();
+    assert_eq!(service.client().timeout(), Duration::from_millis(250));
+    assert_eq!(service.client().retries(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,11 +118,11 @@ impl Client {
     /// A client with the given backends and every default (see the
     /// [module docs](crate::client)).
     pub fn new(registry: impl Registry, transport: impl Transport, broker: impl Broker) -> Client {
-        Client::builder().build_with(Backends {
+        Client::builder().build_inner(Some(Backends {
             registry: crate::env::cached(Arc::new(registry)),
             transport: Arc::new(transport),
             broker: Arc::new(broker),
-        })
+        }))
     }
 
     /// Starts configuring a client.
@@ -630,14 +630,6 @@ impl ClientBuilder {
     /// The client. Fails only when a backend was not given and its default's
     /// feature is not compiled in, or the content type cannot encode serde types.
     pub fn build(mut self) -> Result<Client> {
-        if !self.content_type.is_serde() {
-            return Err(Error::invalid_argument(format!(
-                "a client's default content type must be {} or {}, not {}",
-                codec::JSON,
-                codec::MSGPACK,
-                self.content_type
-            )));
-        }
         let defaults = EnvConfig::default();
         let registry = match self.registry.take() {
             Some(registry) => registry,
@@ -651,15 +643,30 @@ impl ClientBuilder {
             Some(broker) => broker,
             None => defaults.broker()?,
         };
-        Ok(self.build_with(Backends {
+        self.build_for(registry, transport, broker)
+    }
+
+    /// The client over the given backends, replacing any set on this builder:
+    /// how a service gives its own client its registry, transport and broker.
+    pub(crate) fn build_for(
+        self,
+        registry: DynRegistry,
+        transport: DynTransport,
+        broker: DynBroker,
+    ) -> Result<Client> {
+        if !self.content_type.is_serde() {
+            return Err(Error::invalid_argument(format!(
+                "a client's default content type must be {} or {}, not {}",
+                codec::JSON,
+                codec::MSGPACK,
+                self.content_type
+            )));
+        }
+        Ok(self.build_inner(Some(Backends {
             registry: crate::env::cached(registry),
             transport,
             broker,
-        }))
-    }
-
-    fn build_with(self, backends: Backends) -> Client {
-        self.build_inner(Some(backends))
+        })))
     }
 
     fn build_inner(self, backends: Option<Backends>) -> Client {

@@ -37,7 +37,7 @@ use tower::{Layer, Service as TowerService};
 pub use running::RunningService;
 
 use crate::{
-    Client, Context, Error, Metadata, Result, Server,
+    Client, ClientBuilder, Context, Error, Metadata, Result, Server,
     broker::{Broker, DynBroker, SubscribeOptions},
     env::EnvConfig,
     registry::{DynRegistry, Registry},
@@ -178,6 +178,7 @@ impl fmt::Debug for Service {
             .field("register_interval", &self.register_interval)
             .field("grace_period", &self.grace_period)
             .field("server", &self.server)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +203,7 @@ pub struct ServiceBuilder {
     grace_period: Duration,
     server: Server,
     hooks: Hooks,
+    client: ClientBuilder,
 }
 
 impl ServiceBuilder {
@@ -219,6 +221,7 @@ impl ServiceBuilder {
             register_interval: DEFAULT_REGISTER_INTERVAL,
             grace_period: DEFAULT_GRACE_PERIOD,
             hooks: Hooks::default(),
+            client: Client::builder(),
         }
     }
 
@@ -256,6 +259,35 @@ impl ServiceBuilder {
     /// The transport to serve on and call with.
     pub fn transport(mut self, transport: impl Transport) -> ServiceBuilder {
         self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// Configures the service's own client (the one [`Service::client`],
+    /// [`RunningService::client`] and handlers' [`Context::client`] use):
+    /// timeout, retries, backoff, selector, content type, tower layers.
+    ///
+    /// The client always uses the service's registry, transport and broker;
+    /// backends set on the [`ClientBuilder`] here are replaced by those.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use micro::{Selector, Service};
+    ///
+    /// let service = Service::builder("frontend")
+    ///     .configure_client(|client| {
+    ///         client.timeout(Duration::from_secs(2)).retries(1).selector(Selector::round_robin())
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(service.client().timeout(), Duration::from_secs(2));
+    /// assert_eq!(service.client().retries(), 1);
+    /// # Ok::<(), micro::Error>(())
+    /// ```
+    pub fn configure_client(
+        mut self,
+        configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> ServiceBuilder {
+        self.client = configure(self.client);
         self
     }
 
@@ -419,8 +451,8 @@ impl ServiceBuilder {
     /// in-memory registry and broker and the HTTP transport.
     ///
     /// Fails on an empty name, a re-register interval not shorter than the
-    /// TTL, an endpoint handled twice, or a default backend whose feature is
-    /// not compiled in.
+    /// TTL, an endpoint handled twice, a client content type that cannot encode
+    /// serde types, or a default backend whose feature is not compiled in.
     pub fn build(self) -> Result<Service> {
         self.build_from(&EnvConfig::default())
     }
@@ -452,7 +484,9 @@ impl ServiceBuilder {
             .address
             .or_else(|| env.listen_address().map(str::to_owned))
             .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
-        let client = Client::new(registry.clone(), transport.clone(), broker.clone());
+        let client = self
+            .client
+            .build_for(registry.clone(), transport.clone(), broker.clone())?;
         Ok(Service {
             name: self.name,
             version: self.version,
