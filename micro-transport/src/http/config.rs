@@ -33,7 +33,9 @@ pub struct HttpConfig {
     /// with `Unavailable`. Default: 5 s.
     #[serde(rename = "connect_timeout_ms", with = "millis")]
     pub connect_timeout: Duration,
-    /// How long an idle pooled client connection is kept open. Default: 90 s.
+    /// How long an idle pooled client connection is kept open. Default: 20 s,
+    /// below the 30 s after which micro's HTTP servers close an idle
+    /// connection, so that a call never races the server's close.
     #[serde(rename = "pool_idle_timeout_ms", with = "millis")]
     pub pool_idle_timeout: Duration,
     /// The most idle connections a client keeps per server address. Default: 32.
@@ -49,7 +51,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             connect_timeout: Duration::from_secs(5),
-            pool_idle_timeout: Duration::from_secs(90),
+            pool_idle_timeout: Duration::from_secs(20),
             pool_max_idle_per_host: 32,
             http2_prior_knowledge: false,
         }

@@ -38,6 +38,13 @@ use crate::{
 /// of file descriptors), so it does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How long an HTTP/1.1 connection may take to send a request's headers,
+/// idle keep-alive time included: it bounds what slow or idle peers hold.
+/// Clients keep pooled connections for less than this (see
+/// [`HttpConfig::pool_idle_timeout`](super::HttpConfig::pool_idle_timeout)),
+/// so they never send on a connection the server is closing.
+pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What every request of one server shares.
 struct ServerState {
     handler: Handler,
@@ -96,7 +103,10 @@ async fn serve(
     mut stop: oneshot::Receiver<Duration>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -334,6 +344,11 @@ async fn read_body(body: Incoming, max: usize) -> Result<Bytes, Rejection> {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn clients_drop_idle_connections_before_servers_close_them() {
+        assert!(super::super::HttpConfig::default().pool_idle_timeout < HEADER_READ_TIMEOUT);
+    }
 
     #[test]
     fn both_path_forms_route() {
