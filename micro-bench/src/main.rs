@@ -23,13 +23,13 @@
 
 mod axum_peer;
 mod measure;
+mod peers;
 
 use std::{sync::Arc, time::Duration};
 
 use measure::Summary;
-use micro::transport::{
-    Handler, Request, Response, Transport, http::HttpTransport, memory::MemoryTransport,
-};
+use micro::transport::{Handler, Request, Response, Transport, memory::MemoryTransport};
+use peers::{Pair, Peers};
 use serde::{Deserialize, Serialize};
 
 /// The benchmark's request: about 70 bytes of JSON.
@@ -71,40 +71,31 @@ async fn main() -> micro::Result<()> {
         .nth(1)
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(6);
-    let round = Duration::from_secs(seconds) / ROUNDS;
     if let Some(peer) = std::env::args().nth(2) {
         if peer == "memory" {
             return memory_transport_cost().await;
         }
+        let pair = Pair::parse(&peer)?;
         let concurrencies = match std::env::args().nth(3).and_then(|arg| arg.parse().ok()) {
             Some(concurrency) => vec![concurrency],
             None => vec![1, 64],
         };
-        return one_peer(&peer, &concurrencies, Duration::from_secs(seconds)).await;
+        return one_peer(pair, &concurrencies, Duration::from_secs(seconds)).await;
     }
     println!(
         "micro-bench: {seconds} s per scenario and peer, in {ROUNDS} alternating rounds, on loopback\n"
     );
 
-    http_versus_axum(round).await?;
-    memory_transport_cost().await?;
-    Ok(())
+    let round = Duration::from_secs(seconds) / ROUNDS;
+    let peers = Peers::start().await?;
+    http_versus_axum(&peers, round).await;
+    mixed_pairs(&peers, round).await;
+    println!();
+    peers.stop().await?;
+    memory_transport_cost().await
 }
 
-async fn http_versus_axum(round: Duration) -> micro::Result<()> {
-    let service = micro::Service::builder("bench")
-        .transport(Arc::new(HttpTransport::new()))
-        .handle("Bench.Echo", |_ctx, request: EchoRequest| async move {
-            Ok(echo(request))
-        })
-        .build()?
-        .start()
-        .await?;
-    let micro_client = service.client();
-    let axum_address = axum_peer::serve().await?;
-    let axum_client = axum_peer::AxumClient::new(axum_address)
-        .map_err(|error| micro::Error::internal("axum peer address").with_source(error))?;
-
+async fn http_versus_axum(peers: &Peers, round: Duration) {
     println!(
         "HTTP, small JSON request: micro (HTTP transport, call by name) vs plain axum + hyper client"
     );
@@ -113,34 +104,11 @@ async fn http_versus_axum(round: Duration) -> micro::Result<()> {
         "concurrency", "peer", "calls/s", "p50", "p99", "errors"
     );
     for concurrency in [1, 64] {
-        let (mut micro_runs, mut axum_runs) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let client = micro_client.clone();
-            micro_runs.push(
-                measure::closed_loop(concurrency, round, move || {
-                    let client = client.clone();
-                    async move {
-                        let request = sample_request();
-                        client
-                            .call::<_, EchoReply>("bench", "Bench.Echo", &request)
-                            .await
-                            .is_ok_and(|reply| reply.id == request.id)
-                    }
-                })
-                .await,
-            );
-            let client = axum_client.clone();
-            axum_runs.push(
-                measure::closed_loop(concurrency, round, move || {
-                    let client = client.clone();
-                    async move { client.call(&sample_request()).await }
-                })
-                .await,
-            );
-        }
-        let (micro_summary, axum_summary) = (Summary::merge(micro_runs), Summary::merge(axum_runs));
-        print_row(concurrency, "micro", &micro_summary);
-        print_row(concurrency, "axum", &axum_summary);
+        let (micro_summary, axum_summary) = peers
+            .alternate((Pair::Micro, Pair::Axum), concurrency, ROUNDS, round)
+            .await;
+        print_row(concurrency, Pair::Micro.label(), &micro_summary);
+        print_row(concurrency, Pair::Axum.label(), &axum_summary);
         println!(
             "{:>11} ratio  throughput micro/axum = {:.3}   p50 micro/axum = {:.3}   p99 micro/axum = {:.3}",
             "",
@@ -155,128 +123,39 @@ async fn http_versus_axum(round: Duration) -> micro::Result<()> {
             ),
         );
     }
-    mixed_pairs(&micro_client, &service, axum_address, round).await?;
-    println!();
-    service.stop().await
-}
-
-/// Runs one peer (or mixed pair) alone at the given concurrencies.
-async fn one_peer(peer: &str, concurrencies: &[usize], duration: Duration) -> micro::Result<()> {
-    let service = micro::Service::builder("bench")
-        .transport(Arc::new(HttpTransport::new()))
-        .handle("Bench.Echo", |_ctx, request: EchoRequest| async move {
-            Ok(echo(request))
-        })
-        .build()?
-        .start()
-        .await?;
-    let micro_client = service.client();
-    let micro_server: std::net::SocketAddr = service
-        .address()
-        .parse()
-        .map_err(|error| micro::Error::internal("micro server address").with_source(error))?;
-    let axum_address = axum_peer::serve().await?;
-    let target = match peer {
-        "micro" => None,
-        "axum" | "mc>ax" => Some(axum_address),
-        "hy>mc" => Some(micro_server),
-        other => {
-            return Err(micro::Error::invalid_argument(format!(
-                "unknown peer {other:?}: expected micro, axum, mc>ax or hy>mc"
-            )));
-        }
-    };
-    println!("{peer} alone, {} s per concurrency", duration.as_secs());
-    for &concurrency in concurrencies {
-        let summary = match (peer, target) {
-            ("mc>ax", Some(address)) => {
-                let (client, target) = (micro_client.clone(), address.to_string());
-                measure::closed_loop(concurrency, duration, move || {
-                    let (client, target) = (client.clone(), target.clone());
-                    async move {
-                        client
-                            .call_address::<_, EchoReply>(&target, "Bench.Echo", &sample_request())
-                            .await
-                            .is_ok()
-                    }
-                })
-                .await
-            }
-            (_, Some(address)) => {
-                let client = axum_peer::AxumClient::new(address)
-                    .map_err(|error| micro::Error::internal("peer address").with_source(error))?;
-                measure::closed_loop(concurrency, duration, move || {
-                    let client = client.clone();
-                    async move { client.call(&sample_request()).await }
-                })
-                .await
-            }
-            (_, None) => {
-                let client = micro_client.clone();
-                measure::closed_loop(concurrency, duration, move || {
-                    let client = client.clone();
-                    async move {
-                        client
-                            .call::<_, EchoReply>("bench", "Bench.Echo", &sample_request())
-                            .await
-                            .is_ok()
-                    }
-                })
-                .await
-            }
-        };
-        print_row(concurrency, peer, &summary);
-    }
-    service.stop().await
 }
 
 /// Each client against the other's server, at concurrency 64: tells whether a
 /// gap between the peers sits on the client or on the server side.
-async fn mixed_pairs(
-    micro_client: &micro::Client,
-    service: &micro::RunningService,
-    axum_address: std::net::SocketAddr,
-    round: Duration,
-) -> micro::Result<()> {
-    let micro_server: std::net::SocketAddr = service
-        .address()
-        .parse()
-        .map_err(|error| micro::Error::internal("micro server address").with_source(error))?;
-    let hyper_to_micro = axum_peer::AxumClient::new(micro_server)
-        .map_err(|error| micro::Error::internal("micro server address").with_source(error))?;
-    let (mut client_side, mut server_side) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let client = micro_client.clone();
-        let target = axum_address.to_string();
-        client_side.push(
-            measure::closed_loop(64, round, move || {
-                let (client, target) = (client.clone(), target.clone());
-                async move {
-                    let request = sample_request();
-                    client
-                        .call_address::<_, EchoReply>(&target, "Bench.Echo", &request)
-                        .await
-                        .is_ok_and(|reply| reply.id == request.id)
-                }
-            })
-            .await,
-        );
-        let client = hyper_to_micro.clone();
-        server_side.push(
-            measure::closed_loop(64, round, move || {
-                let client = client.clone();
-                async move { client.call(&sample_request()).await }
-            })
-            .await,
-        );
-    }
-    print_row(64, "mc>ax", &Summary::merge(client_side));
-    print_row(64, "hy>mc", &Summary::merge(server_side));
+async fn mixed_pairs(peers: &Peers, round: Duration) {
+    let (client_side, server_side) = peers
+        .alternate((Pair::MicroToAxum, Pair::HyperToMicro), 64, ROUNDS, round)
+        .await;
+    print_row(64, Pair::MicroToAxum.label(), &client_side);
+    print_row(64, Pair::HyperToMicro.label(), &server_side);
     println!(
         "{:>11} (mc>ax: micro client to the axum server; hy>mc: plain hyper client to the micro server)",
         ""
     );
-    Ok(())
+}
+
+/// Runs one pair alone at the given concurrencies, with nothing else in the
+/// process busy, so that `perf` or `strace -c` see that pair only.
+async fn one_peer(pair: Pair, concurrencies: &[usize], duration: Duration) -> micro::Result<()> {
+    let peers = Peers::start().await?;
+    println!(
+        "{} alone, {} s per concurrency",
+        pair.label(),
+        duration.as_secs()
+    );
+    for &concurrency in concurrencies {
+        print_row(
+            concurrency,
+            pair.label(),
+            &peers.load(pair, concurrency, duration).await,
+        );
+    }
+    peers.stop().await
 }
 
 async fn memory_transport_cost() -> micro::Result<()> {
