@@ -67,6 +67,7 @@
 //! | [`Service`], [`ServiceBuilder`], [`RunningService`] | name, version, metadata, backends, handlers, subscribers, hooks; start/run/stop ([`service`]) |
 //! | [`Server`] | a router of typed handlers (`async fn(Context, Req) -> Result<Resp>`) and broker subscribers, usable on its own ([`server`]) |
 //! | [`Client`] | calls by service name or address, publishes; selector, timeout, retries, tower layers ([`client`]) |
+| [`streaming`] | client-streaming, server-streaming and bidirectional calls of typed messages, with back-pressure, cancellation and deadlines |
 //! | [`Context`] | what a handler sees: service, endpoint, metadata, deadline, and a client that inherits them |
 //! | [`selector::Selector`] | random or round-robin choice of a node, filtered by version and metadata |
 //! | [`codec`] | JSON, MessagePack, protobuf and raw bytes, chosen by content type |
@@ -144,6 +145,7 @@ pub mod env;
 pub mod selector;
 pub mod server;
 pub mod service;
+pub mod streaming;
 
 pub use client::{Client, ClientBuilder};
 pub use codec::ContentType;
@@ -156,3 +158,4 @@ pub use micro_transport as transport;
 pub use selector::Selector;
 pub use server::Server;
 pub use service::{RunningService, Service, ServiceBuilder};
+pub use streaming::Streaming;

@@ -13,26 +13,26 @@ use crate::{
 
 /// Where a call goes and what it carries, as set on a [`CallBuilder`].
 #[derive(Debug)]
-pub(super) struct CallSpec {
-    pub(super) service: String,
-    pub(super) endpoint: String,
-    pub(super) address: Option<String>,
-    pub(super) timeout: Option<Duration>,
-    pub(super) deadline: Option<Instant>,
-    pub(super) metadata: Metadata,
-    pub(super) retries: Option<u32>,
+pub(crate) struct CallSpec {
+    pub(crate) service: String,
+    pub(crate) endpoint: String,
+    pub(crate) address: Option<String>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) metadata: Metadata,
+    pub(crate) retries: Option<u32>,
 }
 
 impl CallSpec {
     /// The service name, or the address when calling one directly.
-    pub(super) fn target(&self) -> &str {
+    pub(crate) fn target(&self) -> &str {
         match &self.address {
             Some(address) => address,
             None => &self.service,
         }
     }
 
-    pub(super) fn deadline_exceeded(&self, timeout: Duration) -> Error {
+    pub(crate) fn deadline_exceeded(&self, timeout: Duration) -> Error {
         Error::timeout(format!(
             "{} on {} did not answer before the call's deadline (timeout {timeout:?})",
             self.endpoint,
@@ -59,13 +59,13 @@ impl CallSpec {
 /// ```
 #[must_use = "a call does nothing until sent"]
 pub struct CallBuilder {
-    client: Client,
-    spec: CallSpec,
-    content_type: Option<ContentType>,
+    pub(crate) client: Client,
+    pub(crate) spec: CallSpec,
+    pub(crate) content_type: Option<ContentType>,
 }
 
 impl CallBuilder {
-    pub(super) fn new(client: Client, service: String, endpoint: String) -> CallBuilder {
+    pub(crate) fn new(client: Client, service: String, endpoint: String) -> CallBuilder {
         CallBuilder {
             client,
             spec: CallSpec {
@@ -165,12 +165,12 @@ impl CallBuilder {
     }
 }
 
-fn reply_bytes(response: Response) -> Result<Bytes> {
+pub(crate) fn reply_bytes(response: Response) -> Result<Bytes> {
     response.body.into_bytes().map_err(bad_reply)
 }
 
 /// A reply the caller cannot read is the serving side's fault, not the caller's.
-fn bad_reply(err: Error) -> Error {
+pub(crate) fn bad_reply(err: Error) -> Error {
     Error::internal(format!("unreadable reply: {}", err.message()))
 }
 

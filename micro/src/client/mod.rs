@@ -22,7 +22,7 @@
 //! once its backoff would end past the deadline.
 
 mod backoff;
-mod call;
+pub(crate) mod call;
 
 use std::{
     collections::HashMap,
@@ -102,7 +102,7 @@ struct Inner {
     channels: Mutex<HashMap<String, Arc<Channel>>>,
 }
 
-struct Backends {
+pub(crate) struct Backends {
     registry: CachingRegistry<DynRegistry>,
     transport: DynTransport,
     broker: DynBroker,
@@ -265,7 +265,7 @@ impl Client {
             .map_err(|err| err.context(format!("publishing to {topic:?}")))
     }
 
-    fn backends(&self) -> Result<&Backends> {
+    pub(crate) fn backends(&self) -> Result<&Backends> {
         self.inner.backends.as_ref().ok_or_else(|| {
             Error::failed_precondition(
                 "this handler's server has no client: serve it through micro::Service, \
@@ -274,11 +274,27 @@ impl Client {
         })
     }
 
-    fn scope_metadata(&self) -> Metadata {
+    pub(crate) fn scope_metadata(&self) -> Metadata {
         self.scope
             .as_ref()
             .map(|scope| scope.metadata.clone())
             .unwrap_or_default()
+    }
+
+    /// The deadline inherited from a handler's call, for a client from
+    /// [`Context::client`](crate::Context::client).
+    pub(crate) fn scope_deadline(&self) -> Option<Instant> {
+        self.scope.as_ref().and_then(|scope| scope.deadline)
+    }
+
+    /// The content type of serde calls that do not choose their own.
+    pub(crate) fn default_content_type(&self) -> ContentType {
+        self.inner.content_type
+    }
+
+    /// The wait before retry number `retry` (from 0).
+    pub(crate) fn backoff_delay(&self, retry: u32) -> Duration {
+        self.inner.backoff.delay(retry)
     }
 
     /// Now + `timeout`, but no later than the scope's deadline.
@@ -407,7 +423,11 @@ impl Client {
     }
 
     /// The versions of `service` with nodes, as the registry cache shares them.
-    async fn lookup(&self, backends: &Backends, service: &str) -> Result<Arc<Vec<Service>>> {
+    pub(crate) async fn lookup(
+        &self,
+        backends: &Backends,
+        service: &str,
+    ) -> Result<Arc<Vec<Service>>> {
         backends
             .registry
             .get_service_shared(service)
@@ -417,7 +437,7 @@ impl Client {
 
     /// A node of `services` reachable over this client's transport, as the
     /// selector picks it.
-    fn pick_node<'a>(
+    pub(crate) fn pick_node<'a>(
         &self,
         backends: &Backends,
         service: &str,
@@ -436,7 +456,7 @@ impl Client {
     }
 
     /// The channel to `address`, shared by every call to it.
-    async fn channel(&self, backends: &Backends, address: &str) -> Result<Arc<Channel>> {
+    pub(crate) async fn channel(&self, backends: &Backends, address: &str) -> Result<Arc<Channel>> {
         if let Some(channel) = self.channels().get(address) {
             return Ok(Arc::clone(channel));
         }
@@ -457,7 +477,7 @@ impl Client {
         ))
     }
 
-    fn forget_channel(&self, address: &str) {
+    pub(crate) fn forget_channel(&self, address: &str) {
         self.channels().remove(address);
     }
 

@@ -70,7 +70,8 @@ use crate::{
     transport::{Handler, Listener, Request, Response, Transport},
 };
 
-type RouteFn = Arc<dyn Fn(Context, Request) -> BoxFuture<'static, Result<Response>> + Send + Sync>;
+pub(crate) type RouteFn =
+    Arc<dyn Fn(Context, Request) -> BoxFuture<'static, Result<Response>> + Send + Sync>;
 type HandlerLayer = Arc<dyn Fn(Handler) -> Handler + Send + Sync>;
 /// Decodes a message (an error means it is undecodable) into the future that handles it.
 type SubscriberFn =
@@ -219,7 +220,12 @@ impl Server {
         self.route::<Bytes, Bytes>(endpoint, &[ContentType::Raw], call)
     }
 
-    fn route<Req, Resp>(mut self, name: String, accepts: &[ContentType], call: RouteFn) -> Server {
+    pub(crate) fn route<Req, Resp>(
+        mut self,
+        name: String,
+        accepts: &[ContentType],
+        call: RouteFn,
+    ) -> Server {
         let content_types: Vec<&str> = accepts.iter().map(|c| c.as_str()).collect();
         let mut endpoint = Endpoint::new(name.clone());
         endpoint.request = Some(std::any::type_name::<Req>().to_owned());
@@ -233,6 +239,14 @@ impl Server {
             .is_some()
         {
             self.duplicates.push(name);
+        }
+        self
+    }
+
+    /// Adds `key=value` to the registry description of the endpoint `name`.
+    pub(crate) fn endpoint_metadata(mut self, name: &str, key: &str, value: &str) -> Server {
+        if let Some(route) = self.routes.get_mut(name) {
+            route.endpoint.metadata.insert(key, value);
         }
         self
     }
@@ -374,7 +388,7 @@ impl Server {
 
 /// A handler whose reply the codec refuses (a map with non-string keys in
 /// JSON, say) is a bug on the serving side.
-fn unencodable_reply(err: Error) -> Error {
+pub(crate) fn unencodable_reply(err: Error) -> Error {
     Error::internal(err.message().to_owned())
 }
 

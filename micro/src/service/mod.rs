@@ -201,7 +201,7 @@ pub struct ServiceBuilder {
     register_ttl: Duration,
     register_interval: Duration,
     grace_period: Duration,
-    server: Server,
+    pub(crate) server: Server,
     hooks: Hooks,
     client: ClientBuilder,
 }
