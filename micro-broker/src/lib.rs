@@ -76,8 +76,13 @@ pub mod conformance;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod message;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod topic;
 
-pub use broker::{Broker, Capabilities, DynBroker, SubscribeOptions, Subscription};
-pub use message::{Acker, Delivery, Message};
+pub use broker::{
+    Broker, Capabilities, DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_TOPIC_HEADER, DeadLetter,
+    DynBroker, StartPosition, SubscribeOptions, Subscription,
+};
+pub use message::{Acker, Delivery, MESSAGE_ID_HEADER, Message};
 pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};

@@ -28,7 +28,22 @@ impl Message {
         self.headers.insert(key, value);
         self
     }
+
+    /// Sets the message id (header [`MESSAGE_ID_HEADER`]): a backend with
+    /// [`Capabilities::deduplication`](crate::Capabilities::deduplication)
+    /// delivers a message published twice with the same id only once.
+    pub fn with_id(self, id: impl Into<String>) -> Message {
+        self.with_header(MESSAGE_ID_HEADER, id)
+    }
+
+    /// The message id, if one was set.
+    pub fn id(&self) -> Option<&str> {
+        self.headers.get(MESSAGE_ID_HEADER)
+    }
 }
+
+/// The header holding a message's id, used for publisher de-duplication.
+pub const MESSAGE_ID_HEADER: &str = "message-id";
 
 /// Settles a delivery with the backend that made it. Backends implement this;
 /// users call [`Delivery::ack`] and [`Delivery::nack`].
@@ -47,6 +62,12 @@ pub struct Delivery {
     pub topic: String,
     /// The message.
     pub message: Message,
+    /// Where the backend keeps this message (JetStream's stream sequence),
+    /// for replaying from it with [`StartPosition::Sequence`](crate::StartPosition::Sequence).
+    /// `None` where the backend keeps nothing.
+    pub sequence: Option<u64>,
+    /// Which delivery of this message this is (1 for the first), where the backend counts.
+    pub attempt: Option<u32>,
     acker: Option<Box<dyn Acker>>,
 }
 
@@ -56,6 +77,8 @@ impl Delivery {
         Delivery {
             topic: topic.into(),
             message,
+            sequence: None,
+            attempt: None,
             acker: None,
         }
     }
@@ -69,8 +92,17 @@ impl Delivery {
         Delivery {
             topic: topic.into(),
             message,
+            sequence: None,
+            attempt: None,
             acker: Some(acker),
         }
+    }
+
+    /// Records where the backend keeps this message and which delivery it is.
+    pub fn with_position(mut self, sequence: Option<u64>, attempt: Option<u32>) -> Delivery {
+        self.sequence = sequence;
+        self.attempt = attempt;
+        self
     }
 
     /// Whether this delivery waits for an ack.
@@ -101,6 +133,8 @@ impl fmt::Debug for Delivery {
         f.debug_struct("Delivery")
             .field("topic", &self.topic)
             .field("message", &self.message)
+            .field("sequence", &self.sequence)
+            .field("attempt", &self.attempt)
             .field("needs_ack", &self.needs_ack())
             .finish()
     }

@@ -166,6 +166,7 @@ impl Broker for MemoryBroker {
             manual_ack: true,
             backpressure: self.config().overflow == OverflowPolicy::Block,
             wildcards: true,
+            ..Capabilities::default()
         }
     }
 
@@ -182,6 +183,7 @@ impl Broker for MemoryBroker {
 
     async fn subscribe(&self, topic: &str, options: &SubscribeOptions) -> Result<Subscription> {
         let pattern = Pattern::parse(topic)?;
+        options.check_supported(&self.capabilities())?;
         if let Some(group) = &options.queue {
             validate_queue_group(group)?;
         }

@@ -1,0 +1,459 @@
+use std::{path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The environment variable with a comma-separated list of server URLs
+/// (the same variable `micro` reads for every broker's address).
+pub const ADDRESS_ENV: &str = "MICRO_BROKER_ADDRESS";
+/// The environment variable with a token for token authentication.
+pub const TOKEN_ENV: &str = "MICRO_BROKER_NATS_TOKEN";
+/// The environment variable with a user name (with [`PASSWORD_ENV`]).
+pub const USER_ENV: &str = "MICRO_BROKER_NATS_USER";
+/// The environment variable with a password (with [`USER_ENV`]).
+pub const PASSWORD_ENV: &str = "MICRO_BROKER_NATS_PASSWORD";
+/// The environment variable with the path of a `.creds` file (JWT and nkey seed).
+pub const CREDENTIALS_ENV: &str = "MICRO_BROKER_NATS_CREDENTIALS";
+/// The environment variable with a PEM file of extra root certificates; setting it requires TLS.
+pub const TLS_CA_ENV: &str = "MICRO_BROKER_NATS_TLS_CA";
+/// The environment variable with a PEM client certificate (with [`TLS_KEY_ENV`]).
+pub const TLS_CERT_ENV: &str = "MICRO_BROKER_NATS_TLS_CERT";
+/// The environment variable with the PEM private key of [`TLS_CERT_ENV`].
+pub const TLS_KEY_ENV: &str = "MICRO_BROKER_NATS_TLS_KEY";
+/// The environment variable that turns JetStream on (`true`/`false`).
+pub const JETSTREAM_ENV: &str = "MICRO_BROKER_NATS_JETSTREAM";
+/// The environment variable naming one stream for every topic (with
+/// [`STREAM_SUBJECTS_ENV`]); unset means one stream per topic family.
+pub const STREAM_ENV: &str = "MICRO_BROKER_NATS_STREAM";
+/// The environment variable with the comma-separated subjects of [`STREAM_ENV`].
+pub const STREAM_SUBJECTS_ENV: &str = "MICRO_BROKER_NATS_STREAM_SUBJECTS";
+/// The environment variable with the JetStream ack wait (`30s`, `500ms`, ...).
+pub const ACK_WAIT_ENV: &str = "MICRO_BROKER_NATS_ACK_WAIT";
+/// The environment variable with the reconnect buffer in bytes.
+pub const RECONNECT_BUFFER_ENV: &str = "MICRO_BROKER_NATS_RECONNECT_BUFFER";
+
+/// Settings of a [`NatsBroker`](super::NatsBroker); every field has a default.
+///
+/// ```
+/// use micro_broker::nats::NatsConfig;
+///
+/// let config = NatsConfig::default();
+/// assert_eq!(config.servers, vec!["nats://127.0.0.1:4222".to_owned()]);
+/// assert!(config.jetstream.is_none(), "core NATS unless JetStream is asked for");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NatsConfig {
+    /// Server URLs (`nats://host:4222`, `tls://host:4222`); the client
+    /// connects to one and fails over to the others.
+    pub servers: Vec<String>,
+    /// The connection name the server shows in its monitoring.
+    pub name: Option<String>,
+    /// How to authenticate.
+    pub auth: NatsAuth,
+    /// TLS settings (rustls with the ring provider).
+    pub tls: NatsTls,
+    /// How long one connection attempt may take.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Reconnect attempts before giving up for good; `None` retries forever.
+    pub max_reconnects: Option<usize>,
+    /// How many messages `publish` may buffer while disconnected; past it
+    /// `publish` fails with [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+    pub reconnect_buffer_messages: usize,
+    /// How many payload bytes `publish` may buffer while disconnected; past it
+    /// `publish` fails with [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+    pub reconnect_buffer_bytes: usize,
+    /// Messages each core subscription may hold before the client drops
+    /// them (a slow consumer, reported in the log).
+    pub subscription_capacity: usize,
+    /// JetStream settings; `None` keeps the broker on core NATS.
+    pub jetstream: Option<JetStreamConfig>,
+}
+
+impl NatsConfig {
+    /// The default server.
+    pub const DEFAULT_SERVER: &'static str = "nats://127.0.0.1:4222";
+    /// The default reconnect buffer, in messages.
+    pub const DEFAULT_RECONNECT_BUFFER_MESSAGES: usize = 8 * 1024;
+    /// The default reconnect buffer, in bytes (as the Go client's).
+    pub const DEFAULT_RECONNECT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+    /// Reads the `MICRO_BROKER_*` variables listed in this module; unset
+    /// variables keep their defaults.
+    pub fn from_env() -> Result<NatsConfig> {
+        NatsConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`NatsConfig::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<NatsConfig> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        let mut config = NatsConfig::default();
+        if let Some(servers) = get(ADDRESS_ENV) {
+            config.servers = split_list(&servers);
+        }
+        config.auth = NatsAuth {
+            token: get(TOKEN_ENV),
+            user: get(USER_ENV),
+            password: get(PASSWORD_ENV),
+            credentials_file: get(CREDENTIALS_ENV).map(PathBuf::from),
+        };
+        config.tls = NatsTls {
+            required: get(TLS_CA_ENV).is_some() || get(TLS_CERT_ENV).is_some(),
+            ca_file: get(TLS_CA_ENV).map(PathBuf::from),
+            cert_file: get(TLS_CERT_ENV).map(PathBuf::from),
+            key_file: get(TLS_KEY_ENV).map(PathBuf::from),
+        };
+        if let Some(bytes) = get(RECONNECT_BUFFER_ENV) {
+            config.reconnect_buffer_bytes = bytes.parse().map_err(|err| {
+                Error::invalid_argument(format!(
+                    "{RECONNECT_BUFFER_ENV}=`{bytes}` is not a number of bytes"
+                ))
+                .with_source(err)
+            })?;
+        }
+        let stream = get(STREAM_ENV);
+        let wants_jetstream = match get(JETSTREAM_ENV) {
+            Some(flag) => parse_bool(JETSTREAM_ENV, &flag)?,
+            None => stream.is_some(),
+        };
+        if wants_jetstream {
+            let mut jetstream = JetStreamConfig::default();
+            if let Some(name) = stream {
+                let subjects = get(STREAM_SUBJECTS_ENV).ok_or_else(|| {
+                    Error::invalid_argument(format!(
+                        "{STREAM_ENV}={name} needs {STREAM_SUBJECTS_ENV} (the subjects it captures)"
+                    ))
+                })?;
+                jetstream.streams = StreamLayout::Single {
+                    name,
+                    subjects: split_list(&subjects),
+                };
+            }
+            if let Some(wait) = get(ACK_WAIT_ENV) {
+                jetstream.ack_wait = duration::parse(&wait)
+                    .map_err(|err| err.context(ACK_WAIT_ENV))?;
+            }
+            config.jetstream = Some(jetstream);
+        }
+        Ok(config)
+    }
+}
+
+impl Default for NatsConfig {
+    fn default() -> NatsConfig {
+        NatsConfig {
+            servers: vec![NatsConfig::DEFAULT_SERVER.to_owned()],
+            name: None,
+            auth: NatsAuth::default(),
+            tls: NatsTls::default(),
+            connect_timeout: Duration::from_secs(5),
+            max_reconnects: None,
+            reconnect_buffer_messages: NatsConfig::DEFAULT_RECONNECT_BUFFER_MESSAGES,
+            reconnect_buffer_bytes: NatsConfig::DEFAULT_RECONNECT_BUFFER_BYTES,
+            subscription_capacity: 64 * 1024,
+            jetstream: None,
+        }
+    }
+}
+
+/// Credentials; at most one of token, user/password and credentials file.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NatsAuth {
+    /// A token (`authorization { token: ... }` on the server).
+    pub token: Option<String>,
+    /// A user name, with `password`.
+    pub user: Option<String>,
+    /// The password of `user`.
+    pub password: Option<String>,
+    /// A `.creds` file holding a user JWT and its nkey seed.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    /// Says which credentials are set without printing them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsAuth")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("credentials_file", &self.credentials_file)
+            .finish()
+    }
+}
+
+/// TLS settings. The connection uses rustls with the ring provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NatsTls {
+    /// Refuse to connect without TLS (also implied by a `tls://` URL).
+    pub required: bool,
+    /// Extra root certificates (PEM) to trust, for a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS, with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// How topics map onto JetStream streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum StreamLayout {
+    /// One stream per topic family (the first token of a topic): topics
+    /// `orders` and `orders.>` go to the stream `{prefix}ORDERS`, created on
+    /// first use. Subscriptions must then start with a literal token.
+    PerFamily {
+        /// Prepended to each stream name.
+        prefix: String,
+    },
+    /// One stream, which must capture every topic published or subscribed to
+    /// (created with these subjects if missing).
+    Single {
+        /// The stream's name.
+        name: String,
+        /// The subjects the stream captures (`orders.>`, `users.>`).
+        subjects: Vec<String>,
+    },
+}
+
+impl Default for StreamLayout {
+    fn default() -> StreamLayout {
+        StreamLayout::PerFamily {
+            prefix: "MICRO_".to_owned(),
+        }
+    }
+}
+
+/// Where JetStream keeps a stream's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Storage {
+    /// On disk: survives server restarts (the default).
+    #[default]
+    File,
+    /// In memory: faster, lost when the server restarts.
+    Memory,
+}
+
+/// JetStream settings: durable, acknowledged, replayable events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct JetStreamConfig {
+    /// How topics map onto streams.
+    pub streams: StreamLayout,
+    /// Where streams the broker creates keep their messages.
+    pub storage: Storage,
+    /// How long streams the broker creates keep messages; `None` keeps them
+    /// until the server's limits discard them.
+    #[serde(with = "optional_duration")]
+    pub max_age: Option<Duration>,
+    /// The window in which a repeated [`Message::with_id`](crate::Message::with_id) is recognised.
+    #[serde(with = "duration")]
+    pub duplicate_window: Duration,
+    /// How long a delivery may stay unacknowledged before it is redelivered.
+    #[serde(with = "duration")]
+    pub ack_wait: Duration,
+    /// Unacknowledged deliveries a consumer may have out at once; the server
+    /// holds back further messages until some are acked.
+    pub max_ack_pending: i64,
+    /// How long `publish` waits for the server to confirm it stored a message.
+    #[serde(with = "duration")]
+    pub publish_timeout: Duration,
+    /// How long the durable consumer of a queue group without an explicit
+    /// durable name outlives its last member.
+    #[serde(with = "duration")]
+    pub group_inactive_threshold: Duration,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> JetStreamConfig {
+        JetStreamConfig {
+            streams: StreamLayout::default(),
+            storage: Storage::default(),
+            max_age: None,
+            duplicate_window: Duration::from_secs(120),
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 1000,
+            publish_timeout: Duration::from_secs(5),
+            group_inactive_threshold: Duration::from_secs(3600),
+        }
+    }
+}
+
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse_bool(variable: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::invalid_argument(format!(
+            "{variable}=`{value}` is not a boolean (true/false)"
+        ))),
+    }
+}
+
+/// Durations as human-readable strings (`30s`, `1m 30s`, `250ms`).
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::{Error, Result};
+
+    pub(super) fn parse(text: &str) -> Result<Duration> {
+        humantime::parse_duration(text).map_err(|err| {
+            Error::invalid_argument(format!("`{text}` is not a duration like `30s`"))
+                .with_source(err)
+        })
+    }
+
+    pub(super) fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result2<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*value))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result2<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    type Result2<T, E> = std::result::Result<T, E>;
+}
+
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => serializer.collect_str(&humantime::format_duration(*value)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| super::duration::parse(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let config = NatsConfig::from_lookup(lookup(&[
+            (ADDRESS_ENV, "nats://a:4222, nats://b:4222"),
+            (TOKEN_ENV, "s3cret"),
+            (JETSTREAM_ENV, "true"),
+            (ACK_WAIT_ENV, "2s"),
+            (RECONNECT_BUFFER_ENV, "1024"),
+        ]))
+        .unwrap();
+        assert_eq!(config.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(config.auth.token.as_deref(), Some("s3cret"));
+        assert_eq!(config.reconnect_buffer_bytes, 1024);
+        let jetstream = config.jetstream.unwrap();
+        assert_eq!(jetstream.ack_wait, Duration::from_secs(2));
+        assert_eq!(jetstream.streams, StreamLayout::default());
+        assert_eq!(
+            NatsConfig::from_lookup(|_| None).unwrap(),
+            NatsConfig::default()
+        );
+    }
+
+    #[test]
+    fn a_single_stream_needs_its_subjects() {
+        let err = NatsConfig::from_lookup(lookup(&[(STREAM_ENV, "EVENTS")])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        let config = NatsConfig::from_lookup(lookup(&[
+            (STREAM_ENV, "EVENTS"),
+            (STREAM_SUBJECTS_ENV, "orders.>,users.>"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.jetstream.unwrap().streams,
+            StreamLayout::Single {
+                name: "EVENTS".to_owned(),
+                subjects: vec!["orders.>".to_owned(), "users.>".to_owned()],
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_are_invalid_arguments() {
+        for (name, value) in [
+            (JETSTREAM_ENV, "maybe"),
+            (RECONNECT_BUFFER_ENV, "lots"),
+        ] {
+            let err = NatsConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name}={value}");
+        }
+        let err = NatsConfig::from_lookup(lookup(&[(JETSTREAM_ENV, "1"), (ACK_WAIT_ENV, "soon")]))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn deserializes_with_defaults_and_human_durations() {
+        let config: NatsConfig = serde_json::from_str(
+            r#"{"servers": ["nats://x:1"], "jetstream": {"ack_wait": "1m 30s", "storage": "memory"}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.servers, ["nats://x:1"]);
+        let jetstream = config.jetstream.unwrap();
+        assert_eq!(jetstream.ack_wait, Duration::from_secs(90));
+        assert_eq!(jetstream.storage, Storage::Memory);
+        assert_eq!(jetstream.duplicate_window, Duration::from_secs(120));
+        let config: NatsConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config, NatsConfig::default());
+        assert!(serde_json::from_str::<NatsConfig>(r#"{"server": []}"#).is_err());
+        let round_trip: NatsConfig =
+            serde_json::from_str(&serde_json::to_string(&NatsConfig::default()).unwrap()).unwrap();
+        assert_eq!(round_trip, NatsConfig::default());
+    }
+
+    #[test]
+    fn credentials_are_not_printed() {
+        let auth = NatsAuth {
+            token: Some("s3cret".to_owned()),
+            ..NatsAuth::default()
+        };
+        assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+}
