@@ -1,0 +1,28 @@
+//! micro's dynamic configuration.
+//!
+//! (Guide written below.)
+
+mod config;
+mod de;
+mod source;
+mod value;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod env;
+#[cfg(feature = "file")]
+pub mod file;
+#[cfg(feature = "flags")]
+pub mod flags;
+pub mod memory;
+
+pub use config::{Config, ConfigBuilder, ConfigEvent, WatchStream};
+pub use env::EnvSource;
+#[cfg(feature = "file")]
+pub use file::FileSource;
+#[cfg(feature = "flags")]
+pub use flags::FlagsSource;
+pub use memory::MemorySource;
+pub use micro_core::{BoxError, Error, ErrorKind, Result};
+pub use serde_json::Value;
+pub use source::{Capabilities, DynSource, Source, SourceStream};
