@@ -550,6 +550,9 @@ pub async fn multiple_versions(registry: &dyn Registry) {
 /// (anything implementing [`Registry`]: a backend, `Arc<dyn Registry>`,
 /// `Box<dyn Registry>`, a [`CachingRegistry`](crate::CachingRegistry)). It is
 /// evaluated once per test; wrap a synchronous constructor in `async { ... }`.
+/// With `optional:` before it, the future resolves to an `Option` and `None`
+/// ends the case early: for server-backed backends whose test fixture skips
+/// (loudly) when the server binary is missing and not required.
 /// Invoke it inside a module named after the backend so test names read
 /// `memory::ttl_expiry`. The calling crate needs tokio with the `macros` and
 /// `rt-multi-thread` features.
@@ -569,8 +572,14 @@ pub async fn multiple_versions(registry: &dyn Registry) {
 /// ```
 #[macro_export]
 macro_rules! registry_conformance_tests {
+    (optional: $make:expr) => {
+        $crate::registry_conformance_tests!(@each (optional) $make);
+    };
     ($make:expr) => {
-        $crate::registry_conformance_tests!(@cases $make;
+        $crate::registry_conformance_tests!(@each (required) $make);
+    };
+    (@each $mode:tt $make:expr) => {
+        $crate::registry_conformance_tests!(@cases $mode $make;
             register_then_lookup,
             reregister_is_idempotent,
             reregister_with_changes_updates_node,
@@ -586,11 +595,22 @@ macro_rules! registry_conformance_tests {
             multiple_versions,
         );
     };
-    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+    (@cases (required) $make:expr; $($case:ident),+ $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread")]
             async fn $case() {
                 let registry = $make.await;
+                $crate::conformance::$case(&registry).await;
+            }
+        )+
+    };
+    (@cases (optional) $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread")]
+            async fn $case() {
+                let Some(registry) = $make.await else {
+                    return;
+                };
                 $crate::conformance::$case(&registry).await;
             }
         )+

@@ -74,6 +74,20 @@
 
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "mdns")]
+pub mod mdns;
+#[cfg(feature = "gossip")]
+pub mod gossip;
+#[cfg(any(feature = "mdns", feature = "gossip"))]
+mod local_view;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "consul")]
+pub mod consul;
+#[cfg(any(feature = "etcd", feature = "nats", feature = "consul"))]
+mod record;
 
 mod cache;
 #[cfg(any(test, feature = "conformance"))]
