@@ -81,6 +81,12 @@ impl MemorySource {
     }
 }
 
+impl Default for MemorySource {
+    fn default() -> MemorySource {
+        MemorySource::empty()
+    }
+}
+
 impl fmt::Debug for MemorySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemorySource")
