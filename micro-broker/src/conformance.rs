@@ -37,6 +37,12 @@ use tokio::time::timeout;
 
 use crate::{Broker, Delivery, ErrorKind, Message, Result, SubscribeOptions, Subscription};
 
+mod durable;
+pub use durable::{
+    dead_letter_after_redelivery_limit, duplicates_by_message_id_are_delivered_once,
+    durable_subscription_resumes_after_restart, replay_from_first_sequence_and_time,
+};
+
 /// How long to wait for something that must happen.
 const WAIT: Duration = Duration::from_secs(10);
 /// How long a publish must stay pending to count as held back.
@@ -604,6 +610,10 @@ macro_rules! broker_conformance_tests {
             wildcard_subscriptions,
             no_message_before_subscribe,
             invalid_names_are_rejected,
+            dead_letter_after_redelivery_limit,
+            durable_subscription_resumes_after_restart,
+            replay_from_first_sequence_and_time,
+            duplicates_by_message_id_are_delivered_once,
         );
     };
 }

@@ -137,8 +137,8 @@ impl NatsConfig {
                 };
             }
             if let Some(wait) = get(ACK_WAIT_ENV) {
-                jetstream.ack_wait = duration::parse(&wait)
-                    .map_err(|err| err.context(ACK_WAIT_ENV))?;
+                jetstream.ack_wait =
+                    duration::parse(&wait).map_err(|err| err.context(ACK_WAIT_ENV))?;
             }
             config.jetstream = Some(jetstream);
         }
@@ -326,11 +326,16 @@ mod duration {
         })
     }
 
-    pub(super) fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result2<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result2<S::Ok, S::Error> {
         serializer.collect_str(&humantime::format_duration(*value))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result2<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result2<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
         parse(&text).map_err(serde::de::Error::custom)
     }
@@ -417,10 +422,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_invalid_arguments() {
-        for (name, value) in [
-            (JETSTREAM_ENV, "maybe"),
-            (RECONNECT_BUFFER_ENV, "lots"),
-        ] {
+        for (name, value) in [(JETSTREAM_ENV, "maybe"), (RECONNECT_BUFFER_ENV, "lots")] {
             let err = NatsConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name}={value}");
         }

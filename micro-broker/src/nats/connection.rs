@@ -103,7 +103,8 @@ fn parse_servers(servers: &[String]) -> Result<Vec<ServerAddr>> {
         .iter()
         .map(|url| {
             url.parse::<ServerAddr>().map_err(|err| {
-                Error::invalid_argument(format!("`{url}` is not a NATS server URL")).with_source(err)
+                Error::invalid_argument(format!("`{url}` is not a NATS server URL"))
+                    .with_source(err)
             })
         })
         .collect()
@@ -157,7 +158,11 @@ async fn connect_options(config: &NatsConfig, outage: Arc<OutageBuffer>) -> Resu
     options = options
         .connection_timeout(config.connect_timeout)
         .max_reconnects(config.max_reconnects)
-        .client_capacity(config.reconnect_buffer_messages.saturating_add(COMMAND_HEADROOM))
+        .client_capacity(
+            config
+                .reconnect_buffer_messages
+                .saturating_add(COMMAND_HEADROOM),
+        )
         .subscription_capacity(config.subscription_capacity.max(1))
         .event_callback(move |event| {
             let outage = Arc::clone(&outage);

@@ -34,7 +34,11 @@ pub(super) async fn subscribe(
 ) -> Result<Subscription> {
     let subscribed = match queue {
         None => client.subscribe(topic.to_owned()).await,
-        Some(group) => client.queue_subscribe(topic.to_owned(), group.to_owned()).await,
+        Some(group) => {
+            client
+                .queue_subscribe(topic.to_owned(), group.to_owned())
+                .await
+        }
     };
     let subscriber = subscribed.map_err(|err| {
         let kind = match err.kind() {
@@ -53,8 +57,5 @@ pub(super) async fn subscribe(
 fn delivery(message: async_nats::Message) -> Delivery {
     let headers = headers::from_nats(message.headers.as_ref());
     let body: Bytes = message.payload;
-    Delivery::new(
-        message.subject.as_str(),
-        Message { headers, body },
-    )
+    Delivery::new(message.subject.as_str(), Message { headers, body })
 }

@@ -131,8 +131,10 @@ impl JetStream {
             .with_source(err)
         })?;
         let messages = consumer.messages().await.map_err(|err| {
-            Error::unavailable(format!("cannot subscribe to the JetStream consumer for `{topic}`"))
-                .with_source(err)
+            Error::unavailable(format!(
+                "cannot subscribe to the JetStream consumer for `{topic}`"
+            ))
+            .with_source(err)
         })?;
 
         let manual_ack = options.manual_ack;
@@ -283,7 +285,8 @@ fn check_options(pattern: &Pattern, options: &SubscribeOptions) -> Result<()> {
 }
 
 fn validate_consumer_name(name: &str) -> Result<()> {
-    let bad = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\');
+    let bad =
+        |c: char| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\');
     if name.is_empty() || name.chars().any(bad) {
         return Err(Error::invalid_argument(format!(
             "invalid durable name `{}`: it must be non-empty, without whitespace, `.`, `*`, `>` or slashes",
@@ -365,7 +368,9 @@ async fn receive(
         body: message.payload,
     };
     if !manual_ack {
-        return Some(Ok(Delivery::new(topic, body).with_position(sequence, attempt)));
+        return Some(Ok(
+            Delivery::new(topic, body).with_position(sequence, attempt)
+        ));
     }
     let plan = dead_letter.map(|dead_letter| DeadLetterPlan {
         shared,
@@ -532,9 +537,15 @@ mod tests {
             SubscribeOptions::fanout().durable("a.b"),
             SubscribeOptions::fanout().durable(""),
             SubscribeOptions::fanout().dead_letter("dead.orders", 3),
-            SubscribeOptions::fanout().with_manual_ack().dead_letter("dead.orders", 0),
-            SubscribeOptions::fanout().with_manual_ack().dead_letter("orders.dead", 3),
-            SubscribeOptions::fanout().with_manual_ack().dead_letter("dead.*", 3),
+            SubscribeOptions::fanout()
+                .with_manual_ack()
+                .dead_letter("dead.orders", 0),
+            SubscribeOptions::fanout()
+                .with_manual_ack()
+                .dead_letter("orders.dead", 3),
+            SubscribeOptions::fanout()
+                .with_manual_ack()
+                .dead_letter("dead.*", 3),
         ] {
             let err = check_options(&pattern, &options).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{options:?}");
@@ -548,8 +559,14 @@ mod tests {
 
     #[test]
     fn start_positions_map_to_deliver_policies() {
-        assert_eq!(deliver_policy(StartPosition::New).unwrap(), DeliverPolicy::New);
-        assert_eq!(deliver_policy(StartPosition::First).unwrap(), DeliverPolicy::All);
+        assert_eq!(
+            deliver_policy(StartPosition::New).unwrap(),
+            DeliverPolicy::New
+        );
+        assert_eq!(
+            deliver_policy(StartPosition::First).unwrap(),
+            DeliverPolicy::All
+        );
         assert_eq!(
             deliver_policy(StartPosition::Sequence(7)).unwrap(),
             DeliverPolicy::ByStartSequence { start_sequence: 7 }

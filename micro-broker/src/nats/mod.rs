@@ -30,12 +30,12 @@
 //! stream and returns once the server confirmed it; each topic family (first
 //! token: `orders` for `orders.eu.created`) gets its own stream, created on
 //! first use, or one configured stream takes every topic
-//! ([`StreamLayout`]). Subscriptions then choose per call, through
-//! [`SubscribeOptions`]:
+//! ([`StreamLayout`]). Every subscription then reads from the stream
+//! through a JetStream consumer, so all of them see each stored message once
+//! (also when a publisher repeated it), and [`SubscribeOptions`] chooses:
 //!
-//! - plain options (no manual ack, no durable name, start at
-//!   [`StartPosition::New`]) stay on core NATS: the same low-latency path,
-//!   seeing every message as it is published;
+//! - plain options: a consumer that starts at [`StartPosition::New`](crate::StartPosition::New) and
+//!   needs no acks, removed by the server once the subscription is dropped;
 //! - [`SubscribeOptions::with_manual_ack`] gives at-least-once delivery:
 //!   [`Delivery::ack`](crate::Delivery::ack) settles, [`Delivery::nack`](crate::Delivery::nack)
 //!   redelivers after its delay, a delivery dropped unsettled is nacked, and
@@ -107,7 +107,7 @@ pub use self::config::{
 };
 use self::{connection::Connection, jetstream::JetStream};
 use crate::{
-    Broker, Capabilities, Message, Result, StartPosition, SubscribeOptions, Subscription,
+    Broker, Capabilities, Message, Result, SubscribeOptions, Subscription,
     topic::{Pattern, validate_queue_group, validate_topic},
 };
 
@@ -189,15 +189,6 @@ impl NatsBroker {
             ))),
         }
     }
-
-    /// Whether a subscription with `options` is served by JetStream.
-    fn uses_jetstream(&self, options: &SubscribeOptions) -> bool {
-        self.shared.jetstream.is_some()
-            && (options.manual_ack
-                || options.durable.is_some()
-                || options.start != StartPosition::New
-                || options.dead_letter.is_some())
-    }
 }
 
 impl fmt::Debug for NatsBroker {
@@ -252,12 +243,12 @@ impl Broker for NatsBroker {
             validate_queue_group(group)?;
         }
         match &self.shared.jetstream {
-            Some(jetstream) if self.uses_jetstream(options) => {
+            Some(jetstream) => {
                 jetstream
                     .subscribe(Arc::clone(&self.shared), &pattern, options)
                     .await
             }
-            _ => {
+            None => {
                 let connection = self.shared.connection().await?;
                 core::subscribe(&connection.client, topic, options.queue.as_deref()).await
             }
@@ -285,7 +276,11 @@ impl NatsBrokerBuilder {
     }
 
     /// Authenticates with a user name and password.
-    pub fn user_and_password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn user_and_password(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         self.config.auth.user = Some(user.into());
         self.config.auth.password = Some(password.into());
         self
