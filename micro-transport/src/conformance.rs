@@ -19,7 +19,14 @@
 //! }
 //! ```
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use futures::{StreamExt, future::join_all};
@@ -69,6 +76,12 @@ macro_rules! transport_conformance_tests {
             bidi_stream,
             stream_cancelled_on_drop,
             stream_deadline_exceeded,
+            client_stream_back_pressure,
+            server_stream_back_pressure,
+            client_stream_cancelled_when_the_handler_returns,
+            client_stream_cancelled_by_the_caller,
+            bidi_stream_cancelled_on_drop,
+            client_stream_deadline_exceeded,
         );
     };
 }
@@ -423,6 +436,214 @@ pub async fn stream_deadline_exceeded(transport: &dyn Transport, listen_address:
     server.stop().await;
 }
 
+/// The size of the messages of the back-pressure cases.
+const PRESSURE_MESSAGE: usize = 64 * 1024;
+
+/// How many [`PRESSURE_MESSAGE`]s (32 MiB) may be produced ahead of the
+/// reader: far more than any transport's buffers (socket buffers, frame
+/// buffers) hold, and far fewer than an unbounded buffer lets through.
+const IN_FLIGHT_BOUND: u64 = 512;
+
+/// A slow reader of a client stream holds its producer back: while the
+/// handler pauses, production stops within [`IN_FLIGHT_BOUND`] messages, and
+/// resumes when the handler reads on.
+pub async fn client_stream_back_pressure(transport: &dyn Transport, listen_address: &str) {
+    let mut server = TestServer::start(transport, listen_address).await;
+    if skip_without_streaming(transport, "client_stream_back_pressure") {
+        return server.stop().await;
+    }
+    let (producer, produced, mut producer_dropped) = endless_producer();
+    let read = IN_FLIGHT_BOUND * 2;
+    let request = Request::new("Test.ReadSome", Body::Stream(producer))
+        .with_metadata("x-read", read.to_string())
+        .with_metadata("x-pause", "true");
+    let call = tokio::spawn({
+        let channel = server.channel.clone();
+        async move { channel.call_once(request).await }
+    });
+    within(server.probes.first_read.recv()).await;
+    let settled = within(settle(&produced)).await;
+    assert!(
+        settled <= 1 + IN_FLIGHT_BOUND,
+        "{settled} messages produced while the handler has read 1"
+    );
+    server.probes.release_reader.notify_one();
+    let response = within(call).await.unwrap().unwrap();
+    assert_eq!(response.body.into_bytes().unwrap(), read.to_string());
+    within(producer_dropped.recv()).await;
+    server.stop_promptly().await;
+}
+
+/// A slow reader of a server stream holds the handler's producer back, and
+/// reading on resumes it.
+pub async fn server_stream_back_pressure(transport: &dyn Transport, listen_address: &str) {
+    let mut server = TestServer::start(transport, listen_address).await;
+    let outcome = within(server.channel.call_once(Request::new("Test.Firehose", ""))).await;
+    if expect_unimplemented_without_streaming(transport, outcome.as_ref().err()) {
+        return server.stop().await;
+    }
+    let mut messages = outcome.unwrap().body.into_stream();
+    for _ in 0..3 {
+        within(messages.next()).await.unwrap().unwrap();
+    }
+    let settled = within(settle(&server.probes.firehose_produced)).await;
+    assert!(
+        settled <= 3 + IN_FLIGHT_BOUND,
+        "{settled} messages produced while the caller has read 3"
+    );
+    // More than was produced while paused arrives: production resumed.
+    for _ in 3..settled + 10 {
+        let message = within(messages.next()).await.unwrap().unwrap();
+        assert_eq!(message.len(), PRESSURE_MESSAGE);
+    }
+    drop(messages);
+    within(server.probes.firehose_dropped.recv()).await;
+    server.stop_promptly().await;
+}
+
+/// A handler that returns before reading its whole request stream cancels
+/// the caller's producer: the stream is dropped at its source.
+pub async fn client_stream_cancelled_when_the_handler_returns(
+    transport: &dyn Transport,
+    listen_address: &str,
+) {
+    let server = TestServer::start(transport, listen_address).await;
+    if skip_without_streaming(
+        transport,
+        "client_stream_cancelled_when_the_handler_returns",
+    ) {
+        return server.stop().await;
+    }
+    let (producer, _produced, mut producer_dropped) = endless_producer();
+    let request =
+        Request::new("Test.ReadSome", Body::Stream(producer)).with_metadata("x-read", "3");
+    let response = within(server.channel.call_once(request)).await.unwrap();
+    assert_eq!(response.body.into_bytes().unwrap(), "3");
+    within(producer_dropped.recv()).await;
+    server.assert_still_serving().await;
+    server.stop_promptly().await;
+}
+
+/// A caller that gives up on a client-streaming call part-way ends the
+/// handler (its future is dropped, or its stream fails), and the server
+/// holds nothing of the call afterwards.
+pub async fn client_stream_cancelled_by_the_caller(
+    transport: &dyn Transport,
+    listen_address: &str,
+) {
+    let mut server = TestServer::start(transport, listen_address).await;
+    if skip_without_streaming(transport, "client_stream_cancelled_by_the_caller") {
+        return server.stop().await;
+    }
+    let (sender, receiver) = mpsc::channel::<Result<Bytes>>(1);
+    let call = tokio::spawn({
+        let channel = server.channel.clone();
+        let request = Request::new("Test.Drain", Body::Stream(receiver_stream(receiver)));
+        async move { channel.call_once(request).await }
+    });
+    within(sender.send(Ok(Bytes::from_static(b"one"))))
+        .await
+        .unwrap();
+    within(server.probes.drain_entered.recv()).await;
+    call.abort();
+    within(server.probes.drain_dropped.recv()).await;
+    within(sender.closed()).await;
+    server.stop_promptly().await;
+}
+
+/// Dropping the reply stream of a bidirectional call ends the call on the
+/// serving side, which drops the caller's request stream in turn.
+pub async fn bidi_stream_cancelled_on_drop(transport: &dyn Transport, listen_address: &str) {
+    let server = TestServer::start(transport, listen_address).await;
+    let (sender, receiver) = mpsc::channel::<Result<Bytes>>(1);
+    let request = Request::new("Test.Upper", Body::Stream(receiver_stream(receiver)));
+    let outcome = within(server.channel.call_once(request)).await;
+    if expect_unimplemented_without_streaming(transport, outcome.as_ref().err()) {
+        return server.stop().await;
+    }
+    let mut replies = outcome.unwrap().body.into_stream();
+    within(sender.send(Ok(Bytes::from_static(b"ping"))))
+        .await
+        .unwrap();
+    assert_eq!(within(replies.next()).await.unwrap().unwrap(), "PING");
+    drop(replies);
+    within(sender.closed()).await;
+    server.assert_still_serving().await;
+    server.stop_promptly().await;
+}
+
+/// A request stream still open when the deadline passes: the caller gets
+/// `Timeout`, the handler is cancelled, and the caller's stream is dropped.
+pub async fn client_stream_deadline_exceeded(transport: &dyn Transport, listen_address: &str) {
+    let mut server = TestServer::start(transport, listen_address).await;
+    if skip_without_streaming(transport, "client_stream_deadline_exceeded") {
+        return server.stop().await;
+    }
+    let (sender, receiver) = mpsc::channel::<Result<Bytes>>(1);
+    within(sender.send(Ok(Bytes::from_static(b"one"))))
+        .await
+        .unwrap();
+    let request = Request::new("Test.Drain", Body::Stream(receiver_stream(receiver)))
+        .with_deadline(Instant::now() + Duration::from_millis(200));
+    let err = within(server.channel.call_once(request)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    within(server.probes.drain_dropped.recv()).await;
+    within(sender.closed()).await;
+    server.assert_still_serving().await;
+    server.stop_promptly().await;
+}
+
+/// An endless stream of [`PRESSURE_MESSAGE`]-sized messages, the count of
+/// those produced so far, and a signal sent when the stream is dropped.
+fn endless_producer() -> (BodyStream, Arc<AtomicU64>, Signal) {
+    let produced = Arc::new(AtomicU64::new(0));
+    let (dropped, dropped_rx) = mpsc::unbounded_channel();
+    let message = patterned(PRESSURE_MESSAGE);
+    let count = produced.clone();
+    let guard = DropSignal(dropped);
+    let stream = futures::stream::repeat_with(move || {
+        let _alive = &guard;
+        count.fetch_add(1, Ordering::SeqCst);
+        Ok(message.clone())
+    });
+    (stream.boxed(), produced, Signal(dropped_rx))
+}
+
+/// The counter's value once it has stopped moving: production has stalled
+/// on back-pressure (or, without any, never stops and the case times out).
+/// Stillness is judged over a few hundred milliseconds; a stall caused by a
+/// busy machine only makes the bound checked afterwards easier to meet.
+async fn settle(counter: &AtomicU64) -> u64 {
+    let mut last = counter.load(Ordering::SeqCst);
+    let mut still = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = counter.load(Ordering::SeqCst);
+        if now != last {
+            (last, still) = (now, 0);
+            continue;
+        }
+        still += 1;
+        if still == 6 {
+            return now;
+        }
+    }
+}
+
+/// For cases whose request is a stream: with a backend without streaming,
+/// says so and returns true (the streamed-reply cases check its
+/// `Unimplemented` answer).
+fn skip_without_streaming(transport: &dyn Transport, case: &str) -> bool {
+    if transport.capabilities().streaming {
+        return false;
+    }
+    eprintln!(
+        "{case}: skipped, {} declares no streaming",
+        transport.scheme()
+    );
+    true
+}
+
 /// For a backend without streaming: asserts the streamed call failed with
 /// `Unimplemented` and returns true. For one with streaming: returns false.
 fn expect_unimplemented_without_streaming(transport: &dyn Transport, err: Option<&Error>) -> bool {
@@ -476,6 +697,15 @@ impl TestServer {
             .await
             .unwrap();
     }
+
+    /// Shuts down with a grace period longer than a case may take: this
+    /// returns in time only if no call is left in flight, so a cancelled
+    /// stream that still held server resources fails the case.
+    async fn stop_promptly(self) {
+        within(self.listener.shutdown(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+    }
 }
 
 /// Dials `address` afresh and makes one echo call.
@@ -494,6 +724,12 @@ struct Probes {
     hang_entered: Signal,
     hang_dropped: Signal,
     ticks_closed: Signal,
+    first_read: Signal,
+    release_reader: Arc<Notify>,
+    firehose_produced: Arc<AtomicU64>,
+    firehose_dropped: Signal,
+    drain_entered: Signal,
+    drain_dropped: Signal,
 }
 
 /// One-way "it happened" notifications from handler to case, counted.
@@ -516,6 +752,12 @@ struct ProbeSenders {
     hang_entered: mpsc::UnboundedSender<()>,
     hang_dropped: mpsc::UnboundedSender<()>,
     ticks_closed: mpsc::UnboundedSender<()>,
+    first_read: mpsc::UnboundedSender<()>,
+    release_reader: Arc<Notify>,
+    firehose_produced: Arc<AtomicU64>,
+    firehose_dropped: mpsc::UnboundedSender<()>,
+    drain_entered: mpsc::UnboundedSender<()>,
+    drain_dropped: mpsc::UnboundedSender<()>,
 }
 
 /// Sends on its channel when dropped: tells the case that a handler future was cancelled.
@@ -532,13 +774,25 @@ fn test_handler() -> (Handler, Probes) {
     let (hang_entered, hang_entered_rx) = mpsc::unbounded_channel();
     let (hang_dropped, hang_dropped_rx) = mpsc::unbounded_channel();
     let (ticks_closed, ticks_closed_rx) = mpsc::unbounded_channel();
+    let (first_read, first_read_rx) = mpsc::unbounded_channel();
+    let (firehose_dropped, firehose_dropped_rx) = mpsc::unbounded_channel();
+    let (drain_entered, drain_entered_rx) = mpsc::unbounded_channel();
+    let (drain_dropped, drain_dropped_rx) = mpsc::unbounded_channel();
     let release_slow = Arc::new(Notify::new());
+    let release_reader = Arc::new(Notify::new());
+    let firehose_produced = Arc::new(AtomicU64::new(0));
     let senders = ProbeSenders {
         slow_entered,
         release_slow: release_slow.clone(),
         hang_entered,
         hang_dropped,
         ticks_closed,
+        first_read,
+        release_reader: release_reader.clone(),
+        firehose_produced: firehose_produced.clone(),
+        firehose_dropped,
+        drain_entered,
+        drain_dropped,
     };
     let probes = Probes {
         slow_entered: Signal(slow_entered_rx),
@@ -546,6 +800,12 @@ fn test_handler() -> (Handler, Probes) {
         hang_entered: Signal(hang_entered_rx),
         hang_dropped: Signal(hang_dropped_rx),
         ticks_closed: Signal(ticks_closed_rx),
+        first_read: Signal(first_read_rx),
+        release_reader,
+        firehose_produced,
+        firehose_dropped: Signal(firehose_dropped_rx),
+        drain_entered: Signal(drain_entered_rx),
+        drain_dropped: Signal(drain_dropped_rx),
     };
     let handler = Handler::from_fn(move |request: Request| handle(senders.clone(), request));
     (handler, probes)
@@ -613,8 +873,57 @@ async fn handle(probes: ProbeSenders, request: Request) -> Result<Response> {
         "Test.Ticks" => Ok(Response::new(Body::Stream(ticks(
             probes.ticks_closed.clone(),
         )))),
+        "Test.ReadSome" => read_some(probes, request).await,
+        "Test.Firehose" => {
+            let message = patterned(PRESSURE_MESSAGE);
+            let produced = probes.firehose_produced.clone();
+            let guard = DropSignal(probes.firehose_dropped.clone());
+            let messages = futures::stream::repeat_with(move || {
+                let _alive = &guard;
+                produced.fetch_add(1, Ordering::SeqCst);
+                Ok(message.clone())
+            });
+            Ok(Response::new(Body::stream(messages)))
+        }
+        "Test.Drain" => {
+            let _dropped = DropSignal(probes.drain_dropped.clone());
+            let mut stream = request.body.into_stream();
+            let mut count = 0u64;
+            while let Some(message) = stream.next().await {
+                message?;
+                count += 1;
+                let _ = probes.drain_entered.send(());
+            }
+            Ok(Response::new(count.to_string().into_bytes()))
+        }
         other => Err(Error::not_found(format!("no endpoint named {other:?}"))),
     }
+}
+
+/// Reads `x-read` messages of the request stream (pausing after the first
+/// until released, with `x-pause: true`), then answers with the count,
+/// dropping the rest of the stream unread.
+async fn read_some(probes: ProbeSenders, request: Request) -> Result<Response> {
+    let wanted: u64 = request
+        .metadata
+        .get("x-read")
+        .and_then(|count| count.parse().ok())
+        .ok_or_else(|| Error::invalid_argument("Test.ReadSome wants x-read"))?;
+    let pause = request.metadata.get("x-pause") == Some("true");
+    let mut stream = request.body.into_stream();
+    let mut read = 0u64;
+    while read < wanted {
+        match stream.next().await {
+            Some(message) => message?,
+            None => break,
+        };
+        read += 1;
+        if read == 1 && pause {
+            let _ = probes.first_read.send(());
+            probes.release_reader.notified().await;
+        }
+    }
+    Ok(Response::new(read.to_string().into_bytes()))
 }
 
 /// An endless stream of counting messages, produced by a task of its own that

@@ -9,11 +9,12 @@ use ::http::{
     uri::{Authority, PathAndQuery, Scheme},
 };
 use bytes::Bytes;
-use futures::{FutureExt, future::BoxFuture};
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     stream::{self, HttpBody, ReadError},
@@ -96,14 +97,25 @@ impl ChannelInner {
 
     async fn exchange(&self, request: Request) -> Result<Response> {
         let deadline = request.deadline;
-        let http_request = self.encode(request)?;
+        // A streamed request goes on only while the caller waits: until the
+        // whole answer is back, or for as long as it reads a streamed answer.
+        // Dropping this guard (the call abandoned, a unary answer read, the
+        // answer stream dropped) ends the request stream.
+        let cancel = CancellationToken::new();
+        let guard = cancel.clone().drop_guard();
+        let http_request = self.encode(request, cancel)?;
         let response = self.client.request(http_request).await.map_err(|err| {
             Error::unavailable(format!("calling {} failed", self.base)).with_source(err)
         })?;
         let (parts, body) = response.into_parts();
         let body = if parts.status.is_success() && is_stream(&parts.headers) {
+            let messages =
+                stream::decode(body, self.max_body_size, "response").map(move |message| {
+                    let _request_goes_on = &guard;
+                    message
+                });
             Body::Stream(limit_stream(
-                stream::decode(body, self.max_body_size, "response"),
+                messages.boxed(),
                 "response",
                 StreamLimits {
                     max_message_size: self.max_body_size,
@@ -134,7 +146,11 @@ impl ChannelInner {
     }
 
     /// Builds the HTTP request for a call, refusing what cannot be sent.
-    fn encode(&self, request: Request) -> Result<::http::Request<HttpBody>> {
+    fn encode(
+        &self,
+        request: Request,
+        cancel: CancellationToken,
+    ) -> Result<::http::Request<HttpBody>> {
         let uri = self.uri(&request.endpoint)?;
         let streamed = request.body.is_stream();
         let body = match request.body {
@@ -150,7 +166,7 @@ impl ChannelInner {
             // oversized one is never sent: the server learns of it from an
             // error frame and answers while the connection is still usable.
             Body::Stream(messages) => stream::encode(limit_stream(
-                messages,
+                stream::until_cancelled(messages, cancel),
                 "request",
                 StreamLimits {
                     max_message_size: self.max_body_size,

@@ -225,7 +225,7 @@ async fn answer(
     // Reading the body and running the handler share one deadline race.
     let call = async move {
         let body = if streamed_request {
-            Body::Stream(stream::decode(body, state.max_body_size, "request"))
+            Body::Stream(stream::decode_request(body, state.max_body_size))
         } else {
             Body::Full(read_body(body, state.max_body_size).await?)
         };

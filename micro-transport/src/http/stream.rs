@@ -7,11 +7,14 @@
 //! frame is produced only when the connection can take it, and read only when
 //! the receiver pulls the next message.
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, Either, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
 
 use super::wire::{error_body_json, error_from_json};
 use crate::{BodyStream, BoxError, Error, Result, call::body_too_large};
@@ -110,12 +113,37 @@ fn error_frame(err: &Error) -> Vec<Bytes> {
 /// refused from its header, before its payload is read; a body that ends
 /// inside a frame is `Unavailable`.
 pub(super) fn decode(body: Incoming, max_message_size: usize, what: &'static str) -> BodyStream {
-    let decoder = Decoder {
-        body,
+    decoder_stream(Decoder {
+        body: Some(body),
         buffer: BytesMut::new(),
         max_message_size,
         what,
-    };
+        drain_on_drop: false,
+    })
+}
+
+/// [`decode`] for a request stream on the serving side: when the handler
+/// drops it unfinished, the rest of the body is read and discarded (up to
+/// [`MAX_DRAIN`] bytes or [`DRAIN_TIME`]) instead of left unread. Closing a
+/// connection with unread bytes makes TCP reset it, which can destroy the
+/// answer the handler just gave before the caller reads it; draining lets
+/// the caller read the answer and stop sending.
+pub(super) fn decode_request(body: Incoming, max_message_size: usize) -> BodyStream {
+    decoder_stream(Decoder {
+        body: Some(body),
+        buffer: BytesMut::new(),
+        max_message_size,
+        what: "request",
+        drain_on_drop: true,
+    })
+}
+
+/// The most of an abandoned request stream read and discarded.
+const MAX_DRAIN: usize = 64 * 1024 * 1024;
+/// The longest an abandoned request stream is read and discarded.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+fn decoder_stream(decoder: Decoder) -> BodyStream {
     // try_unfold ends the stream after its first error.
     futures::stream::try_unfold(decoder, |mut decoder| async move {
         Ok(decoder
@@ -127,10 +155,57 @@ pub(super) fn decode(body: Incoming, max_message_size: usize, what: &'static str
 }
 
 struct Decoder {
-    body: Incoming,
+    /// `None` once the body has ended.
+    body: Option<Incoming>,
     buffer: BytesMut,
     max_message_size: usize,
     what: &'static str,
+    drain_on_drop: bool,
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        let Some(mut body) = self.body.take() else {
+            return;
+        };
+        if !self.drain_on_drop || body.is_end_stream() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let drain = async {
+                let mut left = MAX_DRAIN;
+                while let Some(Ok(frame)) = body.frame().await {
+                    let size = frame.data_ref().map_or(0, Bytes::len);
+                    if size >= left {
+                        break;
+                    }
+                    left -= size;
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        });
+    }
+}
+
+/// Ends `messages` with a `Cancelled` error as soon as `cancel` fires: how a
+/// caller that stopped waiting for a call stops sending its request stream
+/// (the stream's end then tells the server, on HTTP/2 as on HTTP/1.1).
+pub(super) fn until_cancelled(messages: BodyStream, cancel: CancellationToken) -> BodyStream {
+    futures::stream::unfold(Some((messages, cancel)), |state| async move {
+        let (mut messages, cancel) = state?;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Some((
+                Err(Error::cancelled("the caller stopped waiting for the call")),
+                None,
+            )),
+            next = messages.next() => next.map(|message| (message, Some((messages, cancel)))),
+        }
+    })
+    .boxed()
 }
 
 impl Decoder {
@@ -175,7 +250,10 @@ impl Decoder {
                 }
                 self.buffer.reserve(HEADER_LEN + len - self.buffer.len());
             }
-            match self.body.frame().await {
+            let Some(body) = self.body.as_mut() else {
+                return Ok(None);
+            };
+            match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buffer.extend_from_slice(&data);
@@ -188,7 +266,10 @@ impl Decoder {
                     ))
                     .with_source(err));
                 }
-                None if self.buffer.is_empty() => return Ok(None),
+                None if self.buffer.is_empty() => {
+                    self.body = None;
+                    return Ok(None);
+                }
                 None => {
                     return Err(Error::unavailable(format!(
                         "the streamed {} ended inside a message",
