@@ -562,6 +562,155 @@ pub async fn invalid_names_are_rejected(broker: &dyn Broker) {
     }
 }
 
+/// Keyed ordered processing ([`crate::keyed`]) on this broker: under parallel
+/// load with random handler delays, each key's messages are handled exactly
+/// once, strictly in publish order and never two at a time, while different
+/// keys really run in parallel (two keys must meet inside their handlers) and
+/// no more than the configured number of handlers run at once. With
+/// [`Capabilities::manual_ack`](crate::Capabilities::manual_ack) the same load
+/// runs again with manual acknowledgement (acked by the pool after each
+/// handler; parallelism is then not required, as a broker may allow a single
+/// unacknowledged message).
+pub async fn ordered_by_key_under_parallel_load(broker: &dyn Broker) {
+    ordered_by_key_run(broker, SubscribeOptions::fanout(), true).await;
+    if !broker.capabilities().manual_ack {
+        skip(
+            broker,
+            "ordered_by_key_under_parallel_load (manual ack part)",
+            "manual_ack",
+        );
+        return;
+    }
+    ordered_by_key_run(broker, SubscribeOptions::fanout().with_manual_ack(), false).await;
+}
+
+async fn ordered_by_key_run(broker: &dyn Broker, options: SubscribeOptions, meet: bool) {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use rand::seq::SliceRandom;
+
+    use crate::keyed::OrderedExt;
+
+    const KEYS: usize = 24;
+    const PER_KEY: usize = 25;
+    const CONCURRENCY: usize = 8;
+
+    #[derive(Default)]
+    struct Seen {
+        order: Vec<Vec<usize>>,
+        busy: HashSet<usize>,
+        running: usize,
+        max_running: usize,
+        handled: usize,
+        faults: Vec<String>,
+    }
+
+    let topic = fresh_topic("ordered_by_key");
+    let sub = subscribe(broker, &topic, &options).await;
+    let seen = Arc::new(Mutex::new(Seen {
+        order: vec![Vec::new(); KEYS],
+        ..Seen::default()
+    }));
+    let meeting = Arc::new(tokio::sync::Barrier::new(2));
+    let (done_tx, done_rx) = tokio::sync::watch::channel(0_usize);
+    let handler = {
+        let seen = Arc::clone(&seen);
+        move |delivery: Delivery| {
+            let seen = Arc::clone(&seen);
+            let meeting = Arc::clone(&meeting);
+            let done_tx = done_tx.clone();
+            async move {
+                let field = |name: &str| {
+                    delivery
+                        .message
+                        .headers
+                        .get(name)
+                        .and_then(|value| value.parse::<usize>().ok())
+                };
+                let (Some(key), Some(seq)) = (field("x-key"), field("x-seq")) else {
+                    panic!("a keyed message lost its x-key/x-seq headers: {delivery:?}");
+                };
+                {
+                    let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !seen.busy.insert(key) {
+                        seen.faults
+                            .push(format!("key {key}: message {seq} started while another of the same key ran"));
+                    }
+                    seen.running += 1;
+                    seen.max_running = seen.max_running.max(seen.running);
+                    seen.order[key].push(seq);
+                }
+                if meet && seq == 0 && key < 2 && timeout(WAIT, meeting.wait()).await.is_err() {
+                    let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                    seen.faults.push(format!(
+                        "the first messages of keys 0 and 1 never ran at the same time within {WAIT:?}: \
+                         different keys must run in parallel"
+                    ));
+                }
+                let pause = Duration::from_micros(rand::random_range(0..2_000));
+                tokio::time::sleep(pause).await;
+                let handled = {
+                    let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                    seen.busy.remove(&key);
+                    seen.running -= 1;
+                    seen.handled += 1;
+                    seen.handled
+                };
+                done_tx.send_replace(handled);
+                Ok(())
+            }
+        }
+    };
+    let consumer = tokio::spawn(
+        sub.ordered_by(|delivery: &Delivery| {
+            delivery.message.headers.get("x-key").unwrap_or_default().to_owned()
+        })
+        .concurrency(CONCURRENCY)
+        .handle(handler),
+    );
+
+    let mut schedule: Vec<usize> = (0..KEYS).flat_map(|key| [key; PER_KEY]).collect();
+    schedule.shuffle(&mut rand::rng());
+    let publishing = async {
+        let mut next_seq = [0_usize; KEYS];
+        for key in schedule {
+            let seq = next_seq[key];
+            next_seq[key] += 1;
+            let message = Message::new(format!("{key}:{seq}"))
+                .with_header("x-key", key.to_string())
+                .with_header("x-seq", seq.to_string());
+            publish(broker, &topic, message).await;
+        }
+    };
+    let waiting = async {
+        let mut done = done_rx.clone();
+        let all = KEYS * PER_KEY;
+        let reached = timeout(WAIT * 3, done.wait_for(|handled| *handled >= all))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if !reached {
+            panic!("only {} of {all} keyed messages were handled", *done.borrow());
+        }
+    };
+    futures::join!(publishing, waiting);
+    consumer.abort();
+
+    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+    assert!(seen.faults.is_empty(), "{}", seen.faults.join("\n"));
+    let expected: Vec<usize> = (0..PER_KEY).collect();
+    for (key, order) in seen.order.iter().enumerate() {
+        assert_eq!(
+            order, &expected,
+            "key {key}: messages must be handled once each, in publish order ({options:?})"
+        );
+    }
+    assert!(
+        seen.max_running <= CONCURRENCY,
+        "{} handlers ran at once with concurrency {CONCURRENCY}",
+        seen.max_running
+    );
+}
+
 /// Expands into one `#[tokio::test(flavor = "multi_thread")]` per conformance
 /// case, each calling the case with a fresh broker built by `$make` (any
 /// expression whose value is a [`Broker`]; it may use `.await`).
@@ -614,6 +763,7 @@ macro_rules! broker_conformance_tests {
             durable_subscription_resumes_after_restart,
             replay_from_first_sequence_and_time,
             duplicates_by_message_id_are_delivered_once,
+            ordered_by_key_under_parallel_load,
         );
     };
 }

@@ -73,6 +73,9 @@
 mod broker;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod keyed;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod message;
