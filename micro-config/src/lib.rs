@@ -4,12 +4,16 @@
 
 mod config;
 mod de;
+#[cfg(any(feature = "etcd", feature = "nats", feature = "consul"))]
+mod kv;
 mod source;
 mod value;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod env;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "flags")]
@@ -18,6 +22,8 @@ pub mod memory;
 
 pub use config::{Config, ConfigBuilder, ConfigEvent, WatchStream};
 pub use env::EnvSource;
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdSource;
 #[cfg(feature = "file")]
 pub use file::FileSource;
 #[cfg(feature = "flags")]
