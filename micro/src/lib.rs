@@ -67,7 +67,7 @@
 //! | [`Service`], [`ServiceBuilder`], [`RunningService`] | name, version, metadata, backends, handlers, subscribers, hooks; start/run/stop ([`service`]) |
 //! | [`Server`] | a router of typed handlers (`async fn(Context, Req) -> Result<Resp>`) and broker subscribers, usable on its own ([`server`]) |
 //! | [`Client`] | calls by service name or address, publishes; selector, timeout, retries, tower layers ([`client`]) |
-| [`streaming`] | client-streaming, server-streaming and bidirectional calls of typed messages, with back-pressure, cancellation and deadlines |
+//! | [`streaming`] | client-streaming, server-streaming and bidirectional calls of typed messages, with back-pressure, cancellation and deadlines |
 //! | [`Context`] | what a handler sees: service, endpoint, metadata, deadline, and a client that inherits them |
 //! | [`selector::Selector`] | random or round-robin choice of a node, filtered by version and metadata |
 //! | [`codec`] | JSON, MessagePack, protobuf and raw bytes, chosen by content type |
