@@ -99,6 +99,7 @@ pub(crate) fn group(records: impl IntoIterator<Item = Service>) -> Vec<Service> 
 /// A one-node record carrying only what a key tells: the name, version and
 /// node id of a record whose content is gone (a deletion seen without the
 /// value it deleted).
+#[cfg(any(feature = "etcd", feature = "nats"))]
 pub(crate) fn skeleton(name: String, version: String, node_id: String) -> Service {
     Service::new(name)
         .with_version(version)
@@ -133,6 +134,7 @@ pub(crate) fn escape_segment(segment: &str, escape: char) -> String {
 }
 
 /// The inverse of [`escape_segment`]; `None` for what it cannot have produced.
+#[cfg(any(test, feature = "etcd", feature = "nats"))]
 pub(crate) fn unescape_segment(segment: &str, escape: char) -> Option<String> {
     if segment.len() == escape.len_utf8() && segment.starts_with(escape) {
         return Some(String::new());

