@@ -59,13 +59,13 @@ impl JetStream {
         topic: &str,
         message: Message,
     ) -> Result<()> {
-        let plan = self.plan(topic)?;
-        let stream = self.stream(context, &plan).await?;
+        let family = self.family(topic)?;
+        self.stream(context, family).await?;
         match publish_once(context, topic, &message).await {
             // The stream was deleted behind our back: make it again, once.
             Err(err) if err.kind() == ErrorKind::NotFound => {
-                self.forget(&plan.name, &stream);
-                self.stream(context, &plan).await?;
+                self.forget(family);
+                self.stream(context, family).await?;
                 publish_once(context, topic, &message).await
             }
             result => result,
@@ -82,8 +82,12 @@ impl JetStream {
         check_options(pattern, options)?;
         let connection = shared.connection().await?;
         let context = jetstream_context(connection)?;
-        let plan = self.plan(topic)?;
-        let stream = self.stream(context, &plan).await?;
+        let family = self.family(topic)?;
+        let plan = self.plan(family);
+        let cell = self.stream(context, family).await?;
+        let Some(stream) = cell.get() else {
+            return Err(Error::internal("a JetStream stream was not set up"));
+        };
 
         let derived_group_consumer = options.durable.is_none() && options.queue.is_some();
         let consumer_name = match (&options.durable, &options.queue) {
@@ -155,64 +159,84 @@ impl JetStream {
         Ok(Subscription::new(topic, deliveries.boxed()))
     }
 
-    /// Which stream captures `topic` (a topic or a subscription pattern).
-    fn plan(&self, topic: &str) -> Result<StreamPlan> {
+    /// The key of the stream capturing `topic` (a topic or a subscription
+    /// pattern): its family, or `""` when one stream takes everything.
+    fn family<'t>(&self, topic: &'t str) -> Result<&'t str> {
         match &self.config.streams {
-            StreamLayout::Single { name, subjects } => Ok(StreamPlan {
-                name: name.clone(),
-                subjects: subjects.clone(),
-            }),
-            StreamLayout::PerFamily { prefix } => {
+            StreamLayout::Single { .. } => Ok(""),
+            StreamLayout::PerFamily { .. } => {
                 let family = topic.split('.').next().unwrap_or(topic);
                 if family == "*" || family == ">" {
                     return Err(Error::invalid_argument(format!(
                         "`{topic}` starts with a wildcard: with one stream per topic family a \
-                         durable or acknowledged subscription must name its family (configure \
-                         one stream to subscribe across families)"
+                         subscription must name its family (configure one stream to subscribe \
+                         across families)"
                     )));
                 }
-                Ok(StreamPlan {
-                    name: format!("{prefix}{}", stream_token(family)),
-                    subjects: vec![family.to_owned(), format!("{family}.>")],
-                })
+                Ok(family)
             }
         }
     }
 
-    /// The stream of `plan`, created the first time this broker needs it.
-    async fn stream(&self, context: &jetstream::Context, plan: &StreamPlan) -> Result<Stream> {
-        let cell = {
-            let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(streams.entry(plan.name.clone()).or_default())
-        };
-        let stream = cell
-            .get_or_try_init(|| async {
-                let config = stream::Config {
-                    name: plan.name.clone(),
-                    subjects: plan.subjects.clone(),
-                    storage: match self.config.storage {
-                        Storage::Memory => stream::StorageType::Memory,
-                        Storage::File => stream::StorageType::File,
-                    },
-                    max_age: self.config.max_age.unwrap_or_default(),
-                    duplicate_window: self.config.duplicate_window,
-                    ..Default::default()
-                };
-                context.get_or_create_stream(config).await.map_err(|err| {
-                    Error::unavailable(format!(
-                        "cannot find or create the JetStream stream `{}` for subjects {:?}",
-                        plan.name, plan.subjects
-                    ))
-                    .with_source(err)
-                })
-            })
-            .await?;
-        Ok(stream.clone())
+    /// The name and subjects of the stream for `family`.
+    fn plan(&self, family: &str) -> StreamPlan {
+        match &self.config.streams {
+            StreamLayout::Single { name, subjects } => StreamPlan {
+                name: name.clone(),
+                subjects: subjects.clone(),
+            },
+            StreamLayout::PerFamily { prefix } => StreamPlan {
+                name: format!("{prefix}{}", stream_token(family)),
+                subjects: vec![family.to_owned(), format!("{family}.>")],
+            },
+        }
     }
 
-    fn forget(&self, name: &str, _stale: &Stream) {
+    /// The stream of `family`, created the first time this broker needs it.
+    /// (The publish path calls this per message: a lookup, no allocation.)
+    async fn stream(
+        &self,
+        context: &jetstream::Context,
+        family: &str,
+    ) -> Result<Arc<OnceCell<Stream>>> {
+        let cell = {
+            let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+            match streams.get(family) {
+                Some(cell) => Arc::clone(cell),
+                None => Arc::clone(streams.entry(family.to_owned()).or_default()),
+            }
+        };
+        if cell.initialized() {
+            return Ok(cell);
+        }
+        let plan = self.plan(family);
+        cell.get_or_try_init(|| async {
+            let config = stream::Config {
+                name: plan.name.clone(),
+                subjects: plan.subjects.clone(),
+                storage: match self.config.storage {
+                    Storage::Memory => stream::StorageType::Memory,
+                    Storage::File => stream::StorageType::File,
+                },
+                max_age: self.config.max_age.unwrap_or_default(),
+                duplicate_window: self.config.duplicate_window,
+                ..Default::default()
+            };
+            context.get_or_create_stream(config).await.map_err(|err| {
+                Error::unavailable(format!(
+                    "cannot find or create the JetStream stream `{}` for subjects {:?}",
+                    plan.name, plan.subjects
+                ))
+                .with_source(err)
+            })
+        })
+        .await?;
+        Ok(cell)
+    }
+
+    fn forget(&self, family: &str) {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        streams.remove(name);
+        streams.remove(family);
     }
 }
 
@@ -521,11 +545,12 @@ mod tests {
     #[test]
     fn per_family_streams_need_a_literal_family() {
         let jetstream = JetStream::new(JetStreamConfig::default());
-        let plan = jetstream.plan("orders.eu.created").unwrap();
+        let family = jetstream.family("orders.eu.created").unwrap();
+        let plan = jetstream.plan(family);
         assert_eq!(plan.name, "MICRO_orders");
         assert_eq!(plan.subjects, ["orders", "orders.>"]);
         for pattern in ["*.created", ">"] {
-            let err = jetstream.plan(pattern).err().unwrap();
+            let err = jetstream.family(pattern).err().unwrap();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         }
     }
