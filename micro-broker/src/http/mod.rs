@@ -255,12 +255,13 @@ impl Broker for HttpBroker {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut capabilities = Capabilities::default();
-        capabilities.queue_groups = true;
-        capabilities.manual_ack = true;
-        capabilities.backpressure = true;
-        capabilities.wildcards = true;
-        capabilities
+        Capabilities {
+            queue_groups: true,
+            manual_ack: true,
+            backpressure: true,
+            wildcards: true,
+            ..Capabilities::default()
+        }
     }
 
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
