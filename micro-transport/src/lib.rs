@@ -50,7 +50,7 @@
 //! |---|---|---|---|
 //! | [`memory::MemoryTransport`] | `memory` | yes | in-process, no serialization or copies; one process-wide network ([`MemoryTransport::new`](memory::MemoryTransport::new)) or a private one ([`isolated`](memory::MemoryTransport::isolated)) |
 //! | [`http::HttpTransport`] | `http` | yes | hyper 1, HTTP/1.1 and h2c; plain HTTP that curl can call; streams as length-prefixed frames |
-//! | gRPC | `grpc` | planned | a later release: plain gRPC that any gRPC client can call |
+//! | [`grpc::GrpcTransport`] | `grpc` | yes | hyper's HTTP/2; plain gRPC that any gRPC client can call, tonic services mountable beside micro handlers, health and reflection built in |
 //!
 //! Every backend enforces the same rules, checked by the conformance suite
 //! (`micro_transport::conformance`, feature `conformance`):
@@ -98,13 +98,16 @@
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryTransport`] |
 //! | `http` | yes | [`http::HttpTransport`] (hyper, hyper-util, tokio's `net`) |
+//! | `grpc` | no | [`grpc::GrpcTransport`] (hyper, tonic, tonic-health, tonic-reflection; protox and tonic-prost-build at build time, no `protoc`) |
 //! | `conformance` | no | the `conformance` module and the `transport_conformance_tests!` macro, to hold a backend outside this crate to the suite |
 
 mod body;
-#[cfg(any(feature = "memory", feature = "http"))]
+#[cfg(any(feature = "memory", feature = "http", feature = "grpc"))]
 mod call;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod hop;
 #[cfg(feature = "http")]
 pub mod http;

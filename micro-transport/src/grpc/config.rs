@@ -1,0 +1,139 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DEFAULT_MAX_BODY_SIZE, Error, Result};
+
+/// The variable giving [`GrpcConfig::package`] to [`GrpcConfig::from_env`].
+pub const PACKAGE_ENV: &str = "MICRO_GRPC_PACKAGE";
+/// The variable giving [`GrpcConfig::max_message_size`] (bytes) to [`GrpcConfig::from_env`].
+pub const MAX_MESSAGE_SIZE_ENV: &str = "MICRO_GRPC_MAX_MESSAGE_SIZE";
+
+/// Settings of a [`GrpcTransport`](super::GrpcTransport).
+///
+/// Deserializes from any serde format; missing fields take their defaults and
+/// durations are whole milliseconds.
+///
+/// ```
+/// use micro_transport::grpc::GrpcConfig;
+///
+/// let config: GrpcConfig = serde_json::from_str(r#"{"package": "helloworld", "max_message_size": 1048576}"#).unwrap();
+/// assert_eq!(config.package, "helloworld");
+/// assert_eq!(config.max_message_size, 1024 * 1024);
+/// assert!(config.health);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GrpcConfig {
+    /// The protobuf package a client puts in front of the service part of an
+    /// endpoint: with `helloworld`, endpoint `Greeter.SayHello` is called at
+    /// `/helloworld.Greeter/SayHello`; empty (the default), at
+    /// `/Greeter/SayHello`. Servers accept any package, so a micro handler is
+    /// reachable whatever package the caller's `.proto` file declares.
+    pub package: String,
+    /// The largest message, in bytes, a server or client sends or accepts.
+    /// A larger one fails with `ResourceExhausted` (gRPC status 8), judged
+    /// from the frame's length prefix before the message is read. Default: 4 MiB.
+    pub max_message_size: usize,
+    /// How long a client waits for a TCP connection before the call fails
+    /// with `Unavailable`. Default: 5 s.
+    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    pub connect_timeout: Duration,
+    /// Whether servers answer the standard gRPC health service
+    /// (`grpc.health.v1.Health`). Default: true.
+    pub health: bool,
+    /// Whether servers answer gRPC server reflection (v1 and v1alpha), so
+    /// grpcurl and similar tools can list services. Default: true.
+    pub reflection: bool,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> GrpcConfig {
+        GrpcConfig {
+            package: String::new(),
+            max_message_size: DEFAULT_MAX_BODY_SIZE,
+            connect_timeout: Duration::from_secs(5),
+            health: true,
+            reflection: true,
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// The defaults, overridden by [`PACKAGE_ENV`] and [`MAX_MESSAGE_SIZE_ENV`]
+    /// where set. A size that is not a whole number is `InvalidArgument`.
+    pub fn from_env() -> Result<GrpcConfig> {
+        GrpcConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](GrpcConfig::from_env), reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<GrpcConfig> {
+        let mut config = GrpcConfig::default();
+        if let Some(package) = lookup(PACKAGE_ENV) {
+            config.package = package.trim().to_owned();
+        }
+        if let Some(size) = lookup(MAX_MESSAGE_SIZE_ENV).filter(|size| !size.trim().is_empty()) {
+            config.max_message_size = size.trim().parse().map_err(|err| {
+                Error::invalid_argument(format!(
+                    "{MAX_MESSAGE_SIZE_ENV}={size:?} is not a whole number of bytes"
+                ))
+                .with_source(err)
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+/// Serializes a `Duration` as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        duration: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn round_trips_through_json() {
+        let config = GrpcConfig {
+            package: "helloworld".into(),
+            connect_timeout: Duration::from_millis(1500),
+            ..GrpcConfig::default()
+        };
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["connect_timeout_ms"], 1500);
+        assert_eq!(serde_json::from_value::<GrpcConfig>(json).unwrap(), config);
+        assert!(serde_json::from_str::<GrpcConfig>(r#"{"pakage":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn reads_the_environment() {
+        let vars = HashMap::from([(PACKAGE_ENV, " shop "), (MAX_MESSAGE_SIZE_ENV, "1024")]);
+        let config = GrpcConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.package, "shop");
+        assert_eq!(config.max_message_size, 1024);
+        let vars = HashMap::from([(MAX_MESSAGE_SIZE_ENV, "4MB")]);
+        let err =
+            GrpcConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    }
+}

@@ -1,0 +1,298 @@
+use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use ::http::{HeaderMap, HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::graceful::{GracefulShutdown, Watcher},
+};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+    task::JoinSet,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::{
+    MountedService,
+    frame::{Decoder, OutBody, prepend},
+    wire::{self, BODY, SERVICE, STREAM},
+};
+use crate::{
+    Body, Error, Handler, Listener, Request, Result,
+    call::{StreamLimits, body_too_large, guard_call, limit_stream},
+};
+
+/// How long the accept loop pauses after a failed accept (such as running out
+/// of file descriptors), so it does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long connections get, once the grace period is over and the calls
+/// still running are cancelled, to send those calls their final status.
+const FLUSH_AFTER_CANCEL: Duration = Duration::from_secs(1);
+
+/// What every request of one server shares.
+pub(super) struct ServerState {
+    pub(super) handler: Handler,
+    pub(super) max_message_size: usize,
+    /// tonic services served beside the handler, by full gRPC service name.
+    pub(super) mounted: Arc<HashMap<String, MountedService>>,
+    /// Cancelled when the grace period of a shutdown is over.
+    pub(super) cancel: CancellationToken,
+}
+
+/// Binds `address` and serves on it until the returned listener is shut down.
+/// `on_stop` runs when shutdown begins (health goes NOT_SERVING).
+pub(super) async fn listen(
+    address: &str,
+    state: ServerState,
+    on_stop: impl FnOnce() + Send + 'static,
+) -> Result<Listener> {
+    let bind_to = bind_address(address);
+    let listener = TcpListener::bind(&bind_to)
+        .await
+        .map_err(|err| Error::from(err).context(format!("binding {bind_to}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|err| Error::from(err).context("reading the bound address"))?;
+    tracing::debug!(address = %local, "grpc server listening");
+    let (stop, stopped) = oneshot::channel();
+    let server = tokio::spawn(serve(listener, Arc::new(state), stopped));
+    Ok(Listener::new(local.to_string(), move |grace| {
+        Box::pin(async move {
+            on_stop();
+            let _ = stop.send(grace);
+            server
+                .await
+                .map_err(|err| Error::internal("the grpc server task failed").with_source(err))
+        })
+    }))
+}
+
+/// Where to bind: `""` is a free loopback port, `:50051` is every interface.
+fn bind_address(address: &str) -> String {
+    let address = address.trim();
+    let address = address
+        .strip_prefix("grpc://")
+        .or_else(|| address.strip_prefix("http://"))
+        .unwrap_or(address);
+    if address.is_empty() {
+        "127.0.0.1:0".to_owned()
+    } else if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.to_owned()
+    }
+}
+
+/// Accepts connections until told to stop, then drains them for the grace
+/// period, cancels what is left and closes them.
+async fn serve(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut stop: oneshot::Receiver<Duration>,
+) {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let grace = loop {
+        tokio::select! {
+            grace = &mut stop => break grace.unwrap_or(Duration::ZERO),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, builder.clone(), graceful.watcher(), state.clone()));
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    };
+    let address = listener.local_addr().ok();
+    // Closing the socket first makes new connections fail at once; GOAWAY
+    // (sent by the graceful shutdown) refuses new calls on open ones.
+    drop(listener);
+    let drained = graceful.shutdown();
+    tokio::pin!(drained);
+    if tokio::time::timeout(grace, &mut drained).await.is_err() {
+        tracing::debug!(
+            connections = connections.len(),
+            "grpc server grace period over; cancelling the calls in flight"
+        );
+        // Calls still running end with Unavailable, sent as their status.
+        state.cancel.cancel();
+        let _ = tokio::time::timeout(FLUSH_AFTER_CANCEL, &mut drained).await;
+    }
+    state.cancel.cancel();
+    connections.shutdown().await;
+    tracing::debug!(?address, "grpc server stopped");
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: hyper::server::conn::http2::Builder<TokioExecutor>,
+    watcher: Watcher,
+    state: Arc<ServerState>,
+) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
+    }
+    let service = hyper::service::service_fn(move |request| handle(state.clone(), request));
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = watcher.watch(connection).await {
+        tracing::debug!(%peer, error = %err, "grpc connection ended with an error");
+    }
+}
+
+type GrpcResponse = ::http::Response<tonic::body::Body>;
+
+/// Answers one HTTP/2 request: a mounted tonic service's, or a micro call.
+/// Every failure becomes a gRPC status, so a connection never fails because
+/// of what a request contained.
+async fn handle(
+    state: Arc<ServerState>,
+    request: ::http::Request<Incoming>,
+) -> Result<GrpcResponse, Infallible> {
+    let (service, endpoint) = match wire::endpoint_of(request.uri().path()) {
+        Ok(route) => route,
+        Err(err) => return Ok(status_response(&err)),
+    };
+    if let Some(mounted) = state.mounted.get(service) {
+        let mounted = mounted.clone();
+        let request = request.map(tonic::body::Body::new);
+        return mounted.oneshot(request).await;
+    }
+    if request.method() != Method::POST {
+        return Ok(status_response(&Error::unimplemented(
+            "gRPC calls are POST requests",
+        )));
+    }
+    let Some(content_type) = wire::micro_content_type(request.headers()) else {
+        // gRPC asks for HTTP 415 when the content type is not gRPC's.
+        let mut response = ::http::Response::new(tonic::body::Body::empty());
+        *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return Ok(response);
+    };
+    Ok(
+        match answer(&state, request, endpoint, content_type).await {
+            Ok(response) => response,
+            Err(err) => status_response(&err),
+        },
+    )
+}
+
+async fn answer(
+    state: &ServerState,
+    request: ::http::Request<Incoming>,
+    endpoint: String,
+    content_type: String,
+) -> Result<GrpcResponse> {
+    let (parts, body) = request.into_parts();
+    let deadline = deadline(&parts.headers)?;
+    let service = parts
+        .headers
+        .get(SERVICE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut metadata = crate::Metadata::new();
+    wire::metadata_from_headers(&mut metadata, &parts.headers);
+    let streamed = wire::is_stream(&parts.headers);
+    let max = state.max_message_size;
+    let call = async move {
+        let decoder = Decoder::new(body, max, "request");
+        let body = if streamed {
+            Body::Stream(decoder.into_stream())
+        } else {
+            request_body(decoder).await?
+        };
+        let request = Request {
+            service,
+            endpoint,
+            content_type,
+            metadata,
+            deadline,
+            body,
+        };
+        state.handler.call_once(request).await
+    };
+    let response = guard_call(deadline, Some(&state.cancel), call).await?;
+    let streamed = response.body.is_stream();
+    let body = match response.body {
+        Body::Full(bytes) if bytes.len() > max => {
+            return Err(body_too_large("gRPC response message", bytes.len(), max));
+        }
+        Body::Full(bytes) => Body::Full(bytes),
+        Body::Stream(messages) => Body::Stream(limit_stream(
+            messages,
+            "response",
+            StreamLimits {
+                max_message_size: max,
+                deadline,
+                shutdown: Some(state.cancel.clone()),
+                _in_flight: None,
+            },
+        )),
+    };
+    let mut answer = ::http::Response::new(tonic::body::Body::new(OutBody::response(body, max)));
+    let headers = answer.headers_mut();
+    wire::metadata_into_headers(&response.metadata, headers)
+        .map_err(|err| err.context("the handler's response metadata"))?;
+    wire::insert_content_type(headers, &response.content_type)?;
+    if streamed {
+        headers.insert(BODY, HeaderValue::from_static(STREAM));
+    }
+    Ok(answer)
+}
+
+/// The body of a request not marked as a stream (a foreign client's call):
+/// one message is a unary body; two or more (or none) are a stream, for
+/// client-streaming methods.
+async fn request_body(mut decoder: Decoder<Incoming>) -> Result<Body> {
+    let Some(first) = decoder.next_message().await? else {
+        return Ok(Body::stream(futures::stream::empty()));
+    };
+    match decoder.next_message().await? {
+        None => Ok(Body::Full(first)),
+        Some(second) => Ok(Body::Stream(prepend(vec![first, second], decoder))),
+    }
+}
+
+/// The deadline the caller's `grpc-timeout` asks for, if any.
+fn deadline(headers: &HeaderMap) -> Result<Option<Instant>> {
+    let Some(timeout) = headers.get(wire::GRPC_TIMEOUT) else {
+        return Ok(None);
+    };
+    let timeout = timeout
+        .to_str()
+        .map_err(|_| Error::invalid_argument("grpc-timeout is not visible ASCII"))?;
+    let timeout = wire::parse_timeout(timeout)?;
+    Ok(Instant::now().checked_add(timeout))
+}
+
+/// A trailers-only response: the status in the headers and no body.
+pub(super) fn status_response(error: &Error) -> GrpcResponse {
+    let mut response = ::http::Response::new(tonic::body::Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(wire::GRPC));
+    wire::insert_status(headers, error);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses_default_to_loopback() {
+        assert_eq!(bind_address(""), "127.0.0.1:0");
+        assert_eq!(bind_address(":50051"), "0.0.0.0:50051");
+        assert_eq!(bind_address("grpc://127.0.0.1:9"), "127.0.0.1:9");
+    }
+}
