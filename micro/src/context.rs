@@ -4,7 +4,7 @@ use std::{fmt, time::Duration};
 
 use tokio::time::Instant;
 
-use crate::{Client, Metadata};
+use crate::{Client, Metadata, config::Config};
 
 /// Whether a metadata key travels on from a handler to the calls it makes.
 ///
@@ -51,6 +51,7 @@ pub struct Context {
     metadata: Metadata,
     deadline: Option<Instant>,
     client: Option<Client>,
+    config: Option<Config>,
 }
 
 impl Context {
@@ -65,6 +66,7 @@ impl Context {
             metadata: Metadata::new(),
             deadline: None,
             client: None,
+            config: None,
         }
     }
 
@@ -84,6 +86,40 @@ impl Context {
     pub fn with_client(mut self, client: Client) -> Context {
         self.client = Some(client);
         self
+    }
+
+    /// Sets the configuration returned by [`Context::config`].
+    pub fn with_config(mut self, config: Config) -> Context {
+        self.config = Some(config);
+        self
+    }
+
+    /// The serving service's configuration, as given to
+    /// [`ServiceBuilder::config`](crate::ServiceBuilder::config): always the
+    /// current values (a watched source's changes show at once) and, when a
+    /// source fails, its last good ones.
+    ///
+    /// Without one, an empty configuration: every read is `NotFound`.
+    ///
+    /// ```
+    /// use micro::{Context, Service, config::{Config, MemorySource}};
+    ///
+    /// # async fn demo() -> micro::Result<()> {
+    /// let settings = MemorySource::new(serde_json::json!({"greeting": "Hello"}))?;
+    /// let config = Config::builder().source(settings).build().await?;
+    /// let service = Service::builder("greeter")
+    ///     .config(config)
+    ///     .handle("Greeter.Hello", |ctx: Context, name: String| async move {
+    ///         let greeting: String = ctx.config().get_or("greeting", "Hi".to_owned())?;
+    ///         Ok(format!("{greeting}, {name}"))
+    ///     })
+    ///     .build()?;
+    /// # drop(service);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn config(&self) -> Config {
+        self.config.clone().unwrap_or_else(Config::empty)
     }
 
     /// The name of the service serving this call.
@@ -149,6 +185,7 @@ impl fmt::Debug for Context {
             .field("metadata", &self.metadata)
             .field("remaining", &self.remaining())
             .field("has_client", &self.client.is_some())
+            .field("has_config", &self.config.is_some())
             .finish()
     }
 }

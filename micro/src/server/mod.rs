@@ -107,6 +107,7 @@ pub struct Server {
     subscribers: Vec<SubscriberSpec>,
     layers: Vec<HandlerLayer>,
     client: Option<Client>,
+    config: Option<crate::config::Config>,
 }
 
 impl Server {
@@ -126,6 +127,17 @@ impl Server {
     pub fn client(mut self, client: Client) -> Server {
         self.client = Some(client);
         self
+    }
+
+    /// The configuration handlers read through [`Context::config`].
+    pub fn config(mut self, config: crate::config::Config) -> Server {
+        self.config = Some(config);
+        self
+    }
+
+    /// The configuration given with [`Server::config`], if any.
+    pub fn configuration(&self) -> Option<&crate::config::Config> {
+        self.config.as_ref()
     }
 
     /// The server's name (empty when unnamed).
@@ -367,6 +379,7 @@ impl Server {
                 .map(|(name, route)| (name.clone(), route.call.clone()))
                 .collect(),
             self.client.clone(),
+            self.config.clone(),
         );
         Ok(self
             .layers

@@ -12,6 +12,7 @@ use futures::{FutureExt, future::BoxFuture};
 use super::RouteFn;
 use crate::{
     Client, Context, Error, Result,
+    config::Config,
     transport::{Request, Response},
 };
 
@@ -26,6 +27,7 @@ struct Inner {
     name: String,
     routes: HashMap<String, RouteFn>,
     client: Option<Client>,
+    config: Option<Config>,
 }
 
 impl Router {
@@ -33,12 +35,14 @@ impl Router {
         name: String,
         routes: HashMap<String, RouteFn>,
         client: Option<Client>,
+        config: Option<Config>,
     ) -> Router {
         Router {
             inner: Arc::new(Inner {
                 name,
                 routes,
                 client,
+                config,
             }),
         }
     }
@@ -103,6 +107,10 @@ impl Inner {
         let ctx = Context::new(service, request.endpoint.clone())
             .with_metadata(metadata)
             .with_deadline(request.deadline);
+        let ctx = match &self.config {
+            Some(config) => ctx.with_config(config.clone()),
+            None => ctx,
+        };
         match &self.client {
             Some(client) => ctx.with_client(client.clone()),
             None => ctx,

@@ -141,6 +141,7 @@ pub(super) async fn start(server: &Server, broker: DynBroker) -> Result<Subscrib
             spec: spec.clone(),
             server_name: server.name.clone(),
             client: server.client.clone(),
+            config: server.config.clone(),
             counters: subscribers.counters.clone(),
         };
         let stop = subscribers.stop.clone();
@@ -157,6 +158,7 @@ struct Worker {
     spec: SubscriberSpec,
     server_name: String,
     client: Option<Client>,
+    config: Option<crate::config::Config>,
     counters: Arc<Counters>,
 }
 
@@ -226,6 +228,10 @@ impl Worker {
     fn context(&self, delivery: &Delivery) -> Context {
         let ctx = Context::new(self.server_name.clone(), delivery.topic.clone())
             .with_metadata(delivery.message.headers.clone());
+        let ctx = match &self.config {
+            Some(config) => ctx.with_config(config.clone()),
+            None => ctx,
+        };
         match &self.client {
             Some(client) => ctx.with_client(client.clone()),
             None => ctx,

@@ -117,6 +117,11 @@ impl Service {
         &self.version
     }
 
+    /// The configuration given with [`ServiceBuilder::config`], if any.
+    pub fn config(&self) -> Option<&crate::config::Config> {
+        self.server.configuration()
+    }
+
     /// A client sharing this service's registry, transport and broker; the
     /// same one its handlers reach through [`Context::client`].
     pub fn client(&self) -> Client {
@@ -259,6 +264,15 @@ impl ServiceBuilder {
     /// The transport to serve on and call with.
     pub fn transport(mut self, transport: impl Transport) -> ServiceBuilder {
         self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// The service's configuration: its handlers and subscribers read it
+    /// through [`Context::config`]. See [`config`](crate::config) for
+    /// sources (files, environment, flags, etcd, NATS KV, Consul KV); a
+    /// source that fails later leaves the service on its last good values.
+    pub fn config(mut self, config: crate::config::Config) -> ServiceBuilder {
+        self.server = self.server.config(config);
         self
     }
 
