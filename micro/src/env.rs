@@ -105,7 +105,7 @@ const BROKERS: [Known; 3] = [
     Known {
         name: "http",
         feature: "broker-http",
-        compiled: false,
+        compiled: cfg!(feature = "broker-http"),
     },
     Known {
         name: "nats",
@@ -200,8 +200,26 @@ impl EnvConfig {
         build_registry(&self.registry)
     }
 
-    /// The chosen broker.
+    /// The chosen broker. The `http` broker finds its peers in the chosen
+    /// registry (built here); [`broker_with_registry`](EnvConfig::broker_with_registry)
+    /// hands it one already built.
     pub fn broker(&self) -> Result<DynBroker> {
+        #[cfg(feature = "broker-http")]
+        if self.broker.name == "http" {
+            return build_http_broker(&self.broker, self.registry()?);
+        }
+        build_broker(&self.broker)
+    }
+
+    /// The chosen broker; the `http` broker finds its peers in `registry`
+    /// (a service passes its own, so its subscriptions and its lookups use
+    /// the registry it registers in). Other brokers ignore `registry`.
+    pub fn broker_with_registry(&self, registry: DynRegistry) -> Result<DynBroker> {
+        #[cfg(feature = "broker-http")]
+        if self.broker.name == "http" {
+            return build_http_broker(&self.broker, registry);
+        }
+        let _ = registry;
         build_broker(&self.broker)
     }
 
@@ -294,6 +312,22 @@ fn build_broker(choice: &BackendChoice) -> Result<DynBroker> {
         }
         other => Err(not_built(BROKER, other)),
     }
+}
+
+/// The http broker: MICRO_BROKER_ADDRESS is where its endpoint listens (other
+/// settings from the `MICRO_BROKER_*` variables of `HttpConfig::from_env`).
+#[cfg(feature = "broker-http")]
+fn build_http_broker(choice: &BackendChoice, registry: DynRegistry) -> Result<DynBroker> {
+    check_known(BROKER, &choice.name, &BROKERS)?;
+    let mut config = crate::broker::http::HttpConfig::from_env()?;
+    if let Some(address) = &choice.address {
+        config.address = address.clone();
+    }
+    Ok(Arc::new(
+        crate::broker::http::HttpBroker::builder(registry)
+            .config(config)
+            .build(),
+    ))
 }
 
 fn build_transport(choice: &BackendChoice) -> Result<DynTransport> {

@@ -157,6 +157,6 @@ pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
 pub use micro_registry as registry;
 pub use micro_transport as transport;
 pub use selector::Selector;
-pub use server::Server;
+pub use server::{KeyedOrder, Server};
 pub use service::{RunningService, Service, ServiceBuilder};
 pub use streaming::Streaming;

@@ -50,6 +50,7 @@
 //! ([`Subscribers::undecodable_messages`]) and acknowledged, so it is dropped
 //! rather than redelivered forever.
 
+mod ordered;
 mod router;
 mod subscriber;
 
@@ -60,6 +61,7 @@ use futures::{FutureExt, future::BoxFuture};
 use serde::{Serialize, de::DeserializeOwned};
 use tower::{Layer, Service as TowerService};
 
+pub use ordered::KeyedOrder;
 pub use subscriber::{NACK_DELAY, Subscribers};
 
 use crate::{
@@ -94,6 +96,8 @@ struct SubscriberSpec {
     options: Option<SubscribeOptions>,
     message_type: &'static str,
     handle: SubscriberFn,
+    /// Set for [`Server::subscribe_ordered`]: messages go through a keyed pool.
+    ordered: Option<ordered::OrderedSpec>,
 }
 
 /// A router of typed handlers and broker subscribers; see the [module docs](self).
@@ -320,6 +324,66 @@ impl Server {
             options,
             message_type: std::any::type_name::<T>(),
             handle,
+            ordered: None,
+        });
+        self
+    }
+
+    /// Like [`subscribe`](Server::subscribe), handling messages with the same
+    /// key strictly in arrival order and messages with different keys in
+    /// parallel, up to the order's concurrency (a keyed worker pool,
+    /// [`broker::keyed`](crate::broker::keyed)). The number of keys in flight
+    /// and of messages held is bounded: when full, the subscriber stops
+    /// taking messages and the broker's flow control holds publishers back.
+    /// Each message is acknowledged only after its handler returned `Ok`;
+    /// an error or panic nacks it as [`subscribe`](Server::subscribe) does
+    /// (its redelivery then comes after the key's later messages).
+    ///
+    /// ```
+    /// # #[derive(serde::Deserialize)] struct OrderEvent { order_id: u64, status: String }
+    /// use micro::{KeyedOrder, Server};
+    ///
+    /// let server = Server::new().name("billing").subscribe_ordered(
+    ///     "orders.>",
+    ///     KeyedOrder::by(|event: &OrderEvent| event.order_id).concurrency(8),
+    ///     |_ctx, event: OrderEvent| async move {
+    ///         println!("order {} is now {}", event.order_id, event.status);
+    ///         Ok(())
+    ///     },
+    /// );
+    /// ```
+    pub fn subscribe_ordered<T, F, Fut>(
+        mut self,
+        topic: impl Into<String>,
+        order: KeyedOrder<T>,
+        handler: F,
+    ) -> Server
+    where
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let key = order.key;
+        let decode: ordered::KeyedFn = Arc::new(move |ctx, message: &Message| {
+            let event: T = ordered::decode(message)?;
+            let key = key(&event);
+            let handler = handler.clone();
+            Ok((key, async move { handler(ctx, event).await }.boxed()))
+        });
+        let unkeyed = decode.clone();
+        let handle: SubscriberFn = Arc::new(move |ctx, message: &Message| {
+            unkeyed(ctx, message).map(|(_key, future)| future)
+        });
+        self.subscribers.push(SubscriberSpec {
+            topic: topic.into(),
+            options: order.options,
+            message_type: std::any::type_name::<T>(),
+            handle,
+            ordered: Some(ordered::OrderedSpec {
+                config: order.config,
+                decode,
+            }),
         });
         self
     }

@@ -8,14 +8,14 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Server, SubscriberSpec, router::panic_message};
+use super::{Server, SubscriberSpec, ordered::OrderedSpec, router::panic_message};
 use crate::{
-    Client, Context, Result,
-    broker::{Delivery, DynBroker, SubscribeOptions, Subscription},
+    Client, Context, Error, Result,
+    broker::{Delivery, DynBroker, SubscribeOptions, Subscription, keyed::KeyedPool},
 };
 
 /// How long a message whose handler failed waits before it is delivered
@@ -146,9 +146,11 @@ pub(super) async fn start(server: &Server, broker: DynBroker) -> Result<Subscrib
         };
         let stop = subscribers.stop.clone();
         subscribers.topics.push(spec.topic.clone());
-        subscribers
-            .tasks
-            .push(tokio::spawn(worker.run(subscription, stop)));
+        let task = match &spec.ordered {
+            Some(ordered) => tokio::spawn(worker.run_ordered(subscription, stop, ordered.clone())),
+            None => tokio::spawn(worker.run(subscription, stop)),
+        };
+        subscribers.tasks.push(task);
     }
     Ok(subscribers)
 }
@@ -185,23 +187,88 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, mut delivery: Delivery) {
-        let topic = &self.spec.topic;
-        let ctx = self.context(&delivery);
-        let future = match (self.spec.handle)(ctx, &delivery.message) {
-            Ok(future) => future,
-            Err(err) => {
-                self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    topic = %topic,
-                    expected = self.spec.message_type,
-                    error = %err,
-                    "dropping a message that cannot be decoded (acknowledged, not redelivered)"
-                );
-                settle(topic, "ack", delivery.ack().await);
-                return;
+    /// Like [`run`](Worker::run), but deliveries go to a keyed pool: same key
+    /// one after another in arrival order, different keys in parallel.
+    async fn run_ordered(
+        self,
+        mut subscription: Subscription,
+        stop: CancellationToken,
+        ordered: OrderedSpec,
+    ) {
+        let pool = KeyedPool::new(ordered.config);
+        // If `Subscribers::stop` runs out of grace and aborts this task, the
+        // handlers running on the pool's tasks are cancelled with it.
+        let _cancel_handlers = AbortPoolOnDrop(pool.clone());
+        let worker = Arc::new(self);
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                next = subscription.next() => next,
+            };
+            let delivery = match next {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(err)) => {
+                    tracing::error!(
+                        topic = %worker.spec.topic,
+                        error = %err,
+                        "the broker reported an error on a subscription"
+                    );
+                    continue;
+                }
+                None => {
+                    tracing::warn!(topic = %worker.spec.topic, "the broker ended the subscription");
+                    break;
+                }
+            };
+            let ctx = worker.context(&delivery);
+            let (key, future) = match (ordered.decode)(ctx, &delivery.message) {
+                Ok(decoded) => decoded,
+                Err(err) => {
+                    worker.drop_undecodable(delivery, err).await;
+                    continue;
+                }
+            };
+            let job = {
+                let worker = Arc::clone(&worker);
+                async move { worker.finish(delivery, future).await }
+            };
+            // A delivery dropped here, unsettled, is redelivered by manual-ack brokers.
+            let submitted = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                submitted = pool.submit(key, job) => submitted,
+            };
+            if submitted.is_err() {
+                break;
             }
-        };
+        }
+        pool.idle().await;
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let ctx = self.context(&delivery);
+        match (self.spec.handle)(ctx, &delivery.message) {
+            Ok(future) => self.finish(delivery, future).await,
+            Err(err) => self.drop_undecodable(delivery, err).await,
+        }
+    }
+
+    async fn drop_undecodable(&self, mut delivery: Delivery, err: Error) {
+        let topic = &self.spec.topic;
+        self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            topic = %topic,
+            expected = self.spec.message_type,
+            error = %err,
+            "dropping a message that cannot be decoded (acknowledged, not redelivered)"
+        );
+        settle(topic, "ack", delivery.ack().await);
+    }
+
+    /// Runs the handler's future, then acks (success) or nacks (error, panic).
+    async fn finish(&self, mut delivery: Delivery, future: BoxFuture<'static, Result<()>>) {
+        let topic = &self.spec.topic;
         match AssertUnwindSafe(future).catch_unwind().await {
             Ok(Ok(())) => {
                 self.counters.handled.fetch_add(1, Ordering::Relaxed);
@@ -236,6 +303,15 @@ impl Worker {
             Some(client) => ctx.with_client(client.clone()),
             None => ctx,
         }
+    }
+}
+
+/// Cancels a keyed pool when dropped.
+struct AbortPoolOnDrop(KeyedPool<u64>);
+
+impl Drop for AbortPoolOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -396,6 +396,23 @@ impl ServiceBuilder {
         self
     }
 
+    /// Handles messages on `topic` with the same key in order and different
+    /// keys in parallel; see [`Server::subscribe_ordered`].
+    pub fn subscribe_ordered<T, F, Fut>(
+        mut self,
+        topic: impl Into<String>,
+        order: crate::KeyedOrder<T>,
+        handler: F,
+    ) -> ServiceBuilder
+    where
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.server = self.server.subscribe_ordered(topic, order, handler);
+        self
+    }
+
     /// Wraps the server's router in a tower layer; see [`Server::layer`].
     pub fn layer<L>(mut self, layer: L) -> ServiceBuilder
     where
@@ -488,7 +505,7 @@ impl ServiceBuilder {
         };
         let broker = match self.broker {
             Some(broker) => broker,
-            None => env.broker()?,
+            None => env.broker_with_registry(registry.clone())?,
         };
         let transport = match self.transport {
             Some(transport) => transport,
