@@ -22,6 +22,8 @@
 //!   a full micro call (codec, router, selector) through it.
 
 mod axum_peer;
+mod discovery;
+mod discovery_procs;
 mod measure;
 mod peers;
 
@@ -74,6 +76,9 @@ async fn main() -> micro::Result<()> {
     if let Some(peer) = std::env::args().nth(2) {
         if peer == "memory" {
             return memory_transport_cost().await;
+        }
+        if peer == "discovery" {
+            return discovery::run(seconds).await;
         }
         let pair = Pair::parse(&peer)?;
         let concurrencies = match std::env::args().nth(3).and_then(|arg| arg.parse().ok()) {

@@ -62,7 +62,10 @@ async fn two_daemons_on_loopback() {
     // Everything the Service holds arrives, and renewals keep it past its TTL.
     let ttl = RegisterOptions::ttl(Duration::from_secs(2));
     a.register(&greeter(&name), &ttl).await.unwrap();
-    assert_eq!(wait_for(&mut seen_by_b, EventKind::Create).await, greeter(&name));
+    assert_eq!(
+        wait_for(&mut seen_by_b, EventKind::Create).await,
+        greeter(&name)
+    );
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         a.register(&greeter(&name), &ttl).await.unwrap();

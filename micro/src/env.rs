@@ -9,6 +9,8 @@
 //! | `MICRO_BROKER_ADDRESS` | the broker server's address (ignored by `memory`) | |
 //! | `MICRO_TRANSPORT` | `memory`, `http`, `grpc` | `http` |
 //! | `MICRO_TRANSPORT_ADDRESS` | the address a service listens on | `127.0.0.1:0` (a free port) |
+//! | `MICRO_REGISTER_TTL` | how long a service's registration lives unless renewed (`30s`, `3s`, `1500ms`) | `30s` |
+//! | `MICRO_REGISTER_INTERVAL` | how often a service renews it; shorter than the TTL | `10s`, or a third of `MICRO_REGISTER_TTL` |
 //!
 //! Names are case-insensitive; an empty variable counts as unset. Each backend
 //! needs its cargo feature of `micro` (`registry-etcd`, `broker-nats`,
@@ -34,7 +36,7 @@
 //! # Ok::<(), micro::Error>(())
 //! ```
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     Error, Result,
@@ -55,6 +57,10 @@ pub const BROKER_ADDRESS: &str = "MICRO_BROKER_ADDRESS";
 pub const TRANSPORT: &str = "MICRO_TRANSPORT";
 /// The variable giving the address a service listens on.
 pub const TRANSPORT_ADDRESS: &str = "MICRO_TRANSPORT_ADDRESS";
+/// The variable setting how long a service's registration lives unless renewed.
+pub const REGISTER_TTL: &str = "MICRO_REGISTER_TTL";
+/// The variable setting how often a service renews its registration.
+pub const REGISTER_INTERVAL: &str = "MICRO_REGISTER_INTERVAL";
 
 /// A backend micro knows by name, and whether this build includes it.
 struct Known {
@@ -72,12 +78,12 @@ const REGISTRIES: [Known; 6] = [
     Known {
         name: "mdns",
         feature: "registry-mdns",
-        compiled: false,
+        compiled: cfg!(feature = "registry-mdns"),
     },
     Known {
         name: "gossip",
         feature: "registry-gossip",
-        compiled: false,
+        compiled: cfg!(feature = "registry-gossip"),
     },
     Known {
         name: "etcd",
@@ -150,6 +156,10 @@ pub struct EnvConfig {
     pub broker: BackendChoice,
     /// From `MICRO_TRANSPORT` and `MICRO_TRANSPORT_ADDRESS` (the listen address).
     pub transport: BackendChoice,
+    /// From `MICRO_REGISTER_TTL`: a service's registration TTL, unless set on its builder.
+    pub register_ttl: Option<Duration>,
+    /// From `MICRO_REGISTER_INTERVAL`: a service's re-register interval, unless set on its builder.
+    pub register_interval: Option<Duration>,
 }
 
 impl Default for EnvConfig {
@@ -159,6 +169,8 @@ impl Default for EnvConfig {
             registry: default_choice("memory"),
             broker: default_choice("memory"),
             transport: default_choice("http"),
+            register_ttl: None,
+            register_interval: None,
         }
     }
 }
@@ -174,6 +186,8 @@ impl EnvConfig {
             BROKER_ADDRESS,
             TRANSPORT,
             TRANSPORT_ADDRESS,
+            REGISTER_TTL,
+            REGISTER_INTERVAL,
         ] {
             if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(name) {
                 return Err(Error::invalid_argument(format!(
@@ -192,6 +206,8 @@ impl EnvConfig {
             registry: choose(&lookup, REGISTRY, REGISTRY_ADDRESS, "memory", &REGISTRIES)?,
             broker: choose(&lookup, BROKER, BROKER_ADDRESS, "memory", &BROKERS)?,
             transport: choose(&lookup, TRANSPORT, TRANSPORT_ADDRESS, "http", &TRANSPORTS)?,
+            register_ttl: duration(&lookup, REGISTER_TTL)?,
+            register_interval: duration(&lookup, REGISTER_INTERVAL)?,
         })
     }
 
@@ -232,6 +248,35 @@ impl EnvConfig {
     pub fn listen_address(&self) -> Option<&str> {
         self.transport.address.as_deref()
     }
+}
+
+/// A duration variable: `250ms`, `3s`, `1m`, `1h`, or bare milliseconds; unset or empty is `None`.
+fn duration(lookup: &impl Fn(&str) -> Option<String>, variable: &str) -> Result<Option<Duration>> {
+    let Some(text) = lookup(variable).filter(|value| !value.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    let invalid = || {
+        Error::invalid_argument(format!(
+            "{variable}={text:?} is not a positive duration (examples: 1500ms, 3s, 1m)"
+        ))
+    };
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let parsed = match unit.trim() {
+        "" | "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => return Err(invalid()),
+    };
+    if parsed.is_zero() {
+        return Err(invalid());
+    }
+    Ok(Some(parsed))
 }
 
 fn choose(
@@ -280,7 +325,11 @@ fn check_known(variable: &str, name: &str, known: &[Known]) -> Result<()> {
     }
 }
 
-#[cfg(any(feature = "registry-memory", feature = "broker-memory"))]
+#[cfg(any(
+    feature = "registry-memory",
+    feature = "broker-memory",
+    feature = "registry-mdns"
+))]
 fn ignored_address(variable: &str, choice: &BackendChoice) {
     if let Some(address) = &choice.address {
         tracing::warn!(
@@ -297,6 +346,26 @@ fn build_registry(choice: &BackendChoice) -> Result<DynRegistry> {
         "memory" => {
             ignored_address(REGISTRY_ADDRESS, choice);
             Ok(Arc::new(crate::registry::memory::MemoryRegistry::shared()))
+        }
+        #[cfg(feature = "registry-mdns")]
+        "mdns" => {
+            ignored_address(REGISTRY_ADDRESS, choice);
+            Ok(Arc::new(crate::registry::mdns::MdnsRegistry::from_env()?))
+        }
+        #[cfg(feature = "registry-gossip")]
+        "gossip" => {
+            use crate::registry::gossip::{GossipConfig, GossipRegistry};
+            // MICRO_GOSSIP_SEEDS wins; else the registry address lists the seeds.
+            let mut config = GossipConfig::from_env()?;
+            if let (true, Some(seeds)) = (config.seeds.is_empty(), &choice.address) {
+                config.seeds = seeds
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|seed| !seed.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            Ok(Arc::new(GossipRegistry::from_config(&config)?))
         }
         other => Err(not_built(REGISTRY, other)),
     }
@@ -413,6 +482,14 @@ mod tests {
             (BROKER, "http", "broker-http"),
             (TRANSPORT, "grpc", "transport-grpc"),
         ] {
+            let built = REGISTRIES
+                .iter()
+                .chain(&BROKERS)
+                .chain(&TRANSPORTS)
+                .any(|known| known.feature == feature && known.compiled);
+            if built {
+                continue;
+            }
             let err = config(&[(variable, name)]).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::FailedPrecondition, "{err}");
             assert!(err.message().contains(feature), "{err}");
@@ -439,5 +516,20 @@ mod tests {
         assert_eq!(config.broker().unwrap().scheme(), "memory");
         assert_eq!(config.transport().unwrap().scheme(), "memory");
         assert_eq!(EnvConfig::default().transport().unwrap().scheme(), "http");
+    }
+
+    #[test]
+    fn register_timing_parses_durations() {
+        let timing = config(&[(REGISTER_TTL, "3s"), (REGISTER_INTERVAL, "750ms")]).unwrap();
+        assert_eq!(timing.register_ttl, Some(std::time::Duration::from_secs(3)));
+        assert_eq!(
+            timing.register_interval,
+            Some(std::time::Duration::from_millis(750))
+        );
+        assert_eq!(config(&[]).unwrap().register_ttl, None);
+        for bad in ["0s", "soon", "3 parsecs", "-1s"] {
+            let err = config(&[(REGISTER_TTL, bad)]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}");
+        }
     }
 }

@@ -125,7 +125,9 @@ impl GossipConfig {
 
     pub(super) fn validate(&self) -> Result<()> {
         if self.gossip_interval_ms == 0 {
-            return Err(Error::invalid_argument("the gossip interval must be above zero"));
+            return Err(Error::invalid_argument(
+                "the gossip interval must be above zero",
+            ));
         }
         if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
             return Err(Error::invalid_argument(format!(

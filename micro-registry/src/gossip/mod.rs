@@ -270,7 +270,9 @@ impl Drop for Inner {
 async fn start_member(inner: &Inner) -> Result<ChitchatHandle> {
     let generation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
     let id = ChitchatId::new(inner.node_id.clone(), generation, inner.advertise);
     let interval = inner.config.gossip_interval();
     let config = ChitchatConfig {
@@ -296,10 +298,7 @@ async fn start_member(inner: &Inner) -> Result<ChitchatHandle> {
     let member = spawn_chitchat(config, Vec::new(), &UdpTransport)
         .await
         .map_err(|err| {
-            Error::unavailable(format!(
-                "starting gossip on {}: {err:#}",
-                inner.listen
-            ))
+            Error::unavailable(format!("starting gossip on {}: {err:#}", inner.listen))
         })?;
     Ok(member)
 }
@@ -491,7 +490,9 @@ fn resolve(address: &str, what: &str) -> Result<SocketAddr> {
         .ok()
         .and_then(|mut addresses| addresses.next())
         .ok_or_else(|| {
-            Error::invalid_argument(format!("gossip {what} address {address:?} is not host:port"))
+            Error::invalid_argument(format!(
+                "gossip {what} address {address:?} is not host:port"
+            ))
         })
 }
 

@@ -411,7 +411,9 @@ fn restrict_interfaces(daemon: &ServiceDaemon, interfaces: &[String]) -> Result<
 
 fn browse(daemon: &ServiceDaemon, service_type: &str) -> Result<Receiver<ServiceEvent>> {
     daemon.browse(service_type).map_err(|err| {
-        Error::invalid_argument(format!("browsing mDNS service type {service_type:?}: {err}"))
+        Error::invalid_argument(format!(
+            "browsing mDNS service type {service_type:?}: {err}"
+        ))
     })
 }
 

@@ -120,15 +120,9 @@ mod tests {
 
     fn properties(list: Vec<TxtProperty>) -> TxtProperties {
         // The same path a browser's record takes: through the wire encoding.
-        let info = mdns_sd::ServiceInfo::new(
-            "_micro._tcp.local.",
-            "x",
-            "x.local.",
-            "127.0.0.1",
-            1,
-            list,
-        )
-        .unwrap();
+        let info =
+            mdns_sd::ServiceInfo::new("_micro._tcp.local.", "x", "x.local.", "127.0.0.1", 1, list)
+                .unwrap();
         info.get_properties().clone()
     }
 
@@ -164,7 +158,11 @@ mod tests {
         }
         let encoded = encode(&service, None, 0).unwrap();
         assert!(encoded.iter().filter(|p| p.key().starts_with('d')).count() > 5);
-        assert!(encoded.iter().all(|p| p.key().len() + p.val().map_or(0, |v| v.len()) < 255));
+        assert!(
+            encoded
+                .iter()
+                .all(|p| p.key().len() + p.val().map_or(0, |v| v.len()) < 255)
+        );
         assert_eq!(decode(&properties(encoded)).unwrap().service, service);
     }
 

@@ -27,7 +27,15 @@ impl Netns {
         );
         let made = ip(&["netns", "add", &name]).and_then(|()| {
             ip(&[
-                "-n", &name, "link", "set", "dev", "lo", "up", "multicast", "on",
+                "-n",
+                &name,
+                "link",
+                "set",
+                "dev",
+                "lo",
+                "up",
+                "multicast",
+                "on",
             ])
         });
         match made {

@@ -203,8 +203,10 @@ pub struct ServiceBuilder {
     registry: Option<DynRegistry>,
     broker: Option<DynBroker>,
     transport: Option<DynTransport>,
-    register_ttl: Duration,
-    register_interval: Duration,
+    /// `None`: from `MICRO_REGISTER_TTL` in `build_from_env`, else the default.
+    register_ttl: Option<Duration>,
+    /// `None`: from `MICRO_REGISTER_INTERVAL`, else a third of the TTL if that was set, else the default.
+    register_interval: Option<Duration>,
     grace_period: Duration,
     pub(crate) server: Server,
     hooks: Hooks,
@@ -222,8 +224,8 @@ impl ServiceBuilder {
             registry: None,
             broker: None,
             transport: None,
-            register_ttl: DEFAULT_REGISTER_TTL,
-            register_interval: DEFAULT_REGISTER_INTERVAL,
+            register_ttl: None,
+            register_interval: None,
             grace_period: DEFAULT_GRACE_PERIOD,
             hooks: Hooks::default(),
             client: Client::builder(),
@@ -307,14 +309,14 @@ impl ServiceBuilder {
 
     /// How long the registration lives unless renewed (default 30 s).
     pub fn register_ttl(mut self, ttl: Duration) -> ServiceBuilder {
-        self.register_ttl = ttl;
+        self.register_ttl = Some(ttl);
         self
     }
 
     /// How often the registration is renewed (default 10 s); must be shorter
     /// than the TTL.
     pub fn register_interval(mut self, interval: Duration) -> ServiceBuilder {
-        self.register_interval = interval;
+        self.register_interval = Some(interval);
         self
     }
 
@@ -498,7 +500,8 @@ impl ServiceBuilder {
     /// Like [`build_from_env`](ServiceBuilder::build_from_env), from an
     /// [`EnvConfig`] read elsewhere.
     pub fn build_from(self, env: &EnvConfig) -> Result<Service> {
-        self.validate()?;
+        let (register_ttl, register_interval) = self.register_timing(env);
+        self.validate(register_ttl, register_interval)?;
         let registry = match self.registry {
             Some(registry) => registry,
             None => env.registry()?,
@@ -526,8 +529,8 @@ impl ServiceBuilder {
             registry,
             broker,
             transport,
-            register_ttl: self.register_ttl,
-            register_interval: self.register_interval,
+            register_ttl,
+            register_interval,
             grace_period: self.grace_period,
             server: self.server.client(client.clone()),
             hooks: self.hooks,
@@ -535,15 +538,28 @@ impl ServiceBuilder {
         })
     }
 
-    fn validate(&self) -> Result<()> {
+    /// The TTL and re-register interval: set on the builder, else from the
+    /// environment, else the defaults; an interval given nowhere is a third of
+    /// a TTL given somewhere.
+    fn register_timing(&self, env: &EnvConfig) -> (Duration, Duration) {
+        let ttl = self.register_ttl.or(env.register_ttl);
+        let interval = self
+            .register_interval
+            .or(env.register_interval)
+            .or(ttl.map(|ttl| ttl / 3))
+            .unwrap_or(DEFAULT_REGISTER_INTERVAL);
+        (ttl.unwrap_or(DEFAULT_REGISTER_TTL), interval)
+    }
+
+    fn validate(&self, register_ttl: Duration, register_interval: Duration) -> Result<()> {
         if self.name.trim().is_empty() {
             return Err(Error::invalid_argument("a service needs a name"));
         }
-        if self.register_interval.is_zero() || self.register_interval >= self.register_ttl {
+        if register_interval.is_zero() || register_interval >= register_ttl {
             return Err(Error::invalid_argument(format!(
                 "register_interval ({:?}) must be above zero and shorter than register_ttl ({:?}), \
                  or the registration expires between renewals",
-                self.register_interval, self.register_ttl
+                register_interval, register_ttl
             )));
         }
         self.server.validate()
