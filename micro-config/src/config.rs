@@ -388,7 +388,9 @@ impl ConfigBuilder {
             if source.capabilities().watch {
                 let mut stream = source.watch().await.map_err(failed)?;
                 let first = stream.next().await.unwrap_or_else(|| {
-                    Err(Error::unavailable("the watch ended before its first snapshot"))
+                    Err(Error::unavailable(
+                        "the watch ended before its first snapshot",
+                    ))
                 });
                 layers.push(first.map_err(failed)?);
                 streams.push((index, stream));
@@ -419,5 +421,107 @@ impl fmt::Debug for ConfigBuilder {
         f.debug_struct("ConfigBuilder")
             .field("sources", &self.sources)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::{EnvSource, ErrorKind, MemorySource};
+
+    #[tokio::test]
+    async fn later_sources_win_and_maps_merge_deeply() {
+        let base =
+            MemorySource::new(json!({"db": {"host": "a", "port": 1}, "tags": ["x", "y"]})).unwrap();
+        let middle = MemorySource::new(json!({"db": {"host": "b"}, "tags": ["z"]})).unwrap();
+        let top = MemorySource::new(json!({"db": {"user": "u"}})).unwrap();
+        let config = Config::builder()
+            .source(base.clone())
+            .source(middle.clone())
+            .source(top)
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(
+            *config.snapshot(),
+            json!({"db": {"host": "b", "port": 1, "user": "u"}, "tags": ["z"]})
+        );
+        let mut events = config.changes();
+        // A change under a source that is overridden does not show, and is not announced...
+        base.set("db.host", json!("c"));
+        // ...one that is not overridden does.
+        base.set("db.port", json!(2));
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let ConfigEvent::Changed(snapshot) = event else {
+            panic!("expected a change, got {event:?}")
+        };
+        assert_eq!(snapshot["db"], json!({"host": "b", "port": 2, "user": "u"}));
+        // Removing middle's db.host uncovers base's.
+        let mut hosts = config.watch::<String>("db.host");
+        middle.delete("db.host");
+        let host = tokio::time::timeout(Duration::from_secs(10), hosts.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(host.unwrap(), "c");
+    }
+
+    #[tokio::test]
+    async fn variables_expand_in_reads_only() {
+        let config = Config::builder()
+            .source(
+                MemorySource::new(json!({"url": "postgres://${DB_HOST}/app", "plain": "$5"}))
+                    .unwrap(),
+            )
+            .variables(|name| (name == "DB_HOST").then(|| "db.local".to_owned()))
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(
+            config.get::<String>("url").unwrap(),
+            "postgres://db.local/app"
+        );
+        assert_eq!(config.get::<String>("plain").unwrap(), "$5");
+        assert_eq!(config.snapshot()["url"], json!("postgres://${DB_HOST}/app"));
+    }
+
+    #[tokio::test]
+    async fn reload_picks_up_sources_that_do_not_watch() {
+        let vars = Arc::new(Mutex::new(vec![(
+            "APP_LEVEL".to_owned(),
+            "info".to_owned(),
+        )]));
+        let read = vars.clone();
+        let env = EnvSource::builder()
+            .prefix("APP")
+            .vars_fn(move || read.lock().unwrap().clone())
+            .build();
+        let config = Config::builder().source(env).build().await.unwrap();
+        assert_eq!(config.get::<String>("level").unwrap(), "info");
+        vars.lock().unwrap()[0].1 = "debug".to_owned();
+        config.reload().await.unwrap();
+        assert_eq!(config.get::<String>("level").unwrap(), "debug");
+    }
+
+    #[test]
+    fn fixed_configs() {
+        assert_eq!(
+            Config::from_value(json!([1])).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        let config = Config::from_value(json!({"a": {"b": "1"}})).unwrap();
+        assert_eq!(config.get::<u8>("a.b").unwrap(), 1);
+        assert!(config.contains("a"));
+        assert_eq!(
+            Config::empty().get::<u8>("a").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
     }
 }

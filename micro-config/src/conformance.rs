@@ -232,7 +232,10 @@ pub async fn delete_removes_the_key(fixture: &dyn Fixture) {
         assert_eq!(text(&after, "db.host").as_deref(), Some("localhost"));
     }
     let reloaded = load(&*fixture.source().await).await;
-    assert!(at(&reloaded, "db.port").is_none(), "db.port is still there: {reloaded}");
+    assert!(
+        at(&reloaded, "db.port").is_none(),
+        "db.port is still there: {reloaded}"
+    );
     assert_eq!(text(&reloaded, "db.host").as_deref(), Some("localhost"));
 }
 
@@ -296,14 +299,21 @@ pub async fn invalid_data_keeps_the_last_good_values(fixture: &dyn Fixture) {
 
     let reported = next_item(&mut hosts, "the error on the config watch").await;
     assert_eq!(
-        reported.expect_err("the config watch reports the error").kind(),
+        reported
+            .expect_err("the config watch reports the error")
+            .kind(),
         ErrorKind::InvalidArgument
     );
     assert_eq!(
-        config.get::<String>("db.host").expect("the last good db.host"),
+        config
+            .get::<String>("db.host")
+            .expect("the last good db.host"),
         "localhost"
     );
-    assert_eq!(config.get::<u16>("db.port").expect("the last good db.port"), 5432);
+    assert_eq!(
+        config.get::<u16>("db.port").expect("the last good db.port"),
+        5432
+    );
 
     fixture.set("db.host", "repaired").await;
     let repaired = loop {
@@ -330,11 +340,15 @@ pub async fn typed_reads_and_wrong_types(fixture: &dyn Fixture) {
         }
     );
     assert_eq!(config.get_or("db.pool", 8_u32).expect("a default"), 8);
-    let err = config.get::<u16>("db.host").expect_err("a host is not a port");
+    let err = config
+        .get::<u16>("db.host")
+        .expect_err("a host is not a port");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.message().contains("db.host"), "the path: {err}");
     assert!(err.message().contains("u16"), "the expected type: {err}");
-    let err = config.get::<String>("db.nothing").expect_err("nothing there");
+    let err = config
+        .get::<String>("db.nothing")
+        .expect_err("nothing there");
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 

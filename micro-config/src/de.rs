@@ -9,11 +9,11 @@
 
 use std::{borrow::Cow, fmt, time::Duration};
 
+use serde::de::Deserializer as _;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, Expected, IntoDeserializer, MapAccess,
     SeqAccess, Unexpected, VariantAccess, Visitor,
 };
-use serde::de::Deserializer as _;
 use serde_json::{Map, Value};
 
 use crate::{Error, Result, value};
@@ -22,7 +22,11 @@ use crate::{Error, Result, value};
 pub(crate) type Vars<'a> = &'a (dyn Fn(&str) -> Option<String> + Send + Sync);
 
 /// Deserializes the value at `path` (already looked up) into `T`.
-pub(crate) fn from_value<T: DeserializeOwned>(value: &Value, path: &str, vars: Vars<'_>) -> Result<T> {
+pub(crate) fn from_value<T: DeserializeOwned>(
+    value: &Value,
+    path: &str,
+    vars: Vars<'_>,
+) -> Result<T> {
     T::deserialize(ValueDeserializer {
         value: Cow::Borrowed(value),
         path: path.to_owned(),
@@ -183,7 +187,10 @@ impl<'a> ValueDeserializer<'a> {
         let Some(text) = self.text()? else {
             return match &*self.value {
                 Value::Object(_) => self.any(visitor),
-                other => Err(de::Error::invalid_type(unexpected(other), &ExpectedDuration)),
+                other => Err(de::Error::invalid_type(
+                    unexpected(other),
+                    &ExpectedDuration,
+                )),
             };
         };
         let duration: Duration = humantime::parse_duration(text.trim())
@@ -191,10 +198,7 @@ impl<'a> ValueDeserializer<'a> {
         let mut parts = Map::new();
         parts.insert("secs".to_owned(), duration.as_secs().into());
         parts.insert("nanos".to_owned(), duration.subsec_nanos().into());
-        let entries = parts
-            .into_iter()
-            .map(|(k, v)| (k, Cow::Owned(v)))
-            .collect();
+        let entries = parts.into_iter().map(|(k, v)| (k, Cow::Owned(v))).collect();
         visitor.visit_map(self.map_of(entries))
     }
 }
@@ -379,7 +383,11 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'_> {
         result.map_err(|err| err.at(&path))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -480,7 +488,10 @@ struct MapDe<'a> {
 impl<'de> MapAccess<'de> for MapDe<'_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
@@ -498,10 +509,9 @@ impl<'de> MapAccess<'de> for MapDe<'_> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (key, value) = self
-            .pending
-            .take()
-            .ok_or_else(|| <DeError as de::Error>::custom("a map value was asked for before its key"))?;
+        let (key, value) = self.pending.take().ok_or_else(|| {
+            <DeError as de::Error>::custom("a map value was asked for before its key")
+        })?;
         let path = join(&self.parent, &key);
         seed.deserialize(ValueDeserializer {
             value,
@@ -538,7 +548,10 @@ impl<'de, 'a> EnumAccess<'de> for EnumDe<'a> {
     type Error = DeError;
     type Variant = ValueDeserializer<'a>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self::Variant), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), DeError> {
         let variant = seed.deserialize(self.variant.into_deserializer())?;
         Ok((variant, self.value))
     }
@@ -662,7 +675,11 @@ mod tests {
         let err = read::<Vec<Server>>(json!([{"port": 1}, {"port": "x"}])).unwrap_err();
         assert!(err.message().contains("`x.1.port`"), "{}", err.message());
         let err = read::<Server>(json!({})).unwrap_err();
-        assert!(err.message().contains("missing field `port`"), "{}", err.message());
+        assert!(
+            err.message().contains("missing field `port`"),
+            "{}",
+            err.message()
+        );
         let err = read::<String>(json!("${NOPE}")).unwrap_err();
         assert!(err.message().contains("NOPE"), "{}", err.message());
     }

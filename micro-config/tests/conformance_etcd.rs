@@ -52,7 +52,11 @@ impl Fixture for Etcd {
     async fn set(&self, key: &str, value: &str) {
         let broken = self.broken.lock().unwrap().take();
         if let Some(broken) = broken {
-            self.client.clone().delete(broken, None).await.expect("repairing");
+            self.client
+                .clone()
+                .delete(broken, None)
+                .await
+                .expect("repairing");
         }
         self.client
             .clone()

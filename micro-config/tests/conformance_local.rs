@@ -58,7 +58,10 @@ impl Fixture for Env {
         )
     }
     async fn set(&self, key: &str, value: &str) {
-        self.0.lock().unwrap().insert(env_name(key), value.to_owned());
+        self.0
+            .lock()
+            .unwrap()
+            .insert(env_name(key), value.to_owned());
     }
     async fn delete(&self, key: &str) {
         self.0.lock().unwrap().remove(&env_name(key));
@@ -82,7 +85,10 @@ impl Fixture for Flags {
         Arc::new(FlagsSource::from_args(args).expect("valid flags"))
     }
     async fn set(&self, key: &str, value: &str) {
-        self.0.lock().unwrap().insert(key.to_owned(), value.to_owned());
+        self.0
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), value.to_owned());
     }
     async fn delete(&self, key: &str) {
         self.0.lock().unwrap().remove(key);
@@ -138,11 +144,13 @@ impl Fixture for File {
     }
     async fn set(&self, key: &str, value: &str) {
         self.data.set(key, Value::String(value.to_owned()));
-        self.write(&render(self.format, &self.data.snapshot())).await;
+        self.write(&render(self.format, &self.data.snapshot()))
+            .await;
     }
     async fn delete(&self, key: &str) {
         self.data.delete(key);
-        self.write(&render(self.format, &self.data.snapshot())).await;
+        self.write(&render(self.format, &self.data.snapshot()))
+            .await;
     }
     async fn corrupt(&self) -> bool {
         let broken: &[u8] = match self.format {

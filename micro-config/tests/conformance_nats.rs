@@ -64,7 +64,10 @@ impl Fixture for Nats {
     }
 
     async fn delete(&self, key: &str) {
-        self.store.delete(key).await.expect("deleting from the bucket");
+        self.store
+            .delete(key)
+            .await
+            .expect("deleting from the bucket");
     }
 
     /// A key below `db.host`, which is a value: no tree holds both.

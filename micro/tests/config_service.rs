@@ -17,8 +17,12 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Replaces the file the way deployment tools do: write aside, rename over.
 async fn write(path: &Path, content: &str) {
     let aside = path.with_extension("tmp");
-    tokio::fs::write(&aside, content).await.expect("writing the config");
-    tokio::fs::rename(&aside, path).await.expect("replacing the config");
+    tokio::fs::write(&aside, content)
+        .await
+        .expect("writing the config");
+    tokio::fs::rename(&aside, path)
+        .await
+        .expect("replacing the config");
 }
 
 async fn next<T>(watch: &mut WatchStream<T>) -> micro::Result<T> {
@@ -75,7 +79,11 @@ async fn corrupted_config_file_keeps_the_service_on_its_last_good_configuration(
         .expect_err("the watch reports the corrupted file");
     assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
     assert!(error.message().contains("greeter.yaml"), "{error}");
-    assert_eq!(greet().await, "Hi, Ada!", "the last good configuration stays");
+    assert_eq!(
+        greet().await,
+        "Hi, Ada!",
+        "the last good configuration stays"
+    );
     assert_eq!(config.get::<String>("greeting").unwrap(), "Hi");
 
     write(&path, "greeting: Hey\n").await;

@@ -32,8 +32,8 @@ impl ConsulSourceConfig {
     /// `CONSUL_HTTP_TOKEN`.
     pub fn from_env() -> ConsulSourceConfig {
         let mut config = ConsulSourceConfig::default();
-        if let Ok(address) =
-            std::env::var("MICRO_CONFIG_CONSUL_ADDRESS").or_else(|_| std::env::var("CONSUL_HTTP_ADDR"))
+        if let Ok(address) = std::env::var("MICRO_CONFIG_CONSUL_ADDRESS")
+            .or_else(|_| std::env::var("CONSUL_HTTP_ADDR"))
         {
             config.address = if address.contains("://") {
                 address

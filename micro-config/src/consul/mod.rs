@@ -66,9 +66,9 @@ impl ConsulSource {
     pub fn new(config: ConsulSourceConfig) -> Result<ConsulSource> {
         // reqwest is built without a default TLS provider; micro uses ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|err| Error::internal(format!("cannot build an HTTP client: {err}")).with_source(err))?;
+        let http = reqwest::Client::builder().build().map_err(|err| {
+            Error::internal(format!("cannot build an HTTP client: {err}")).with_source(err)
+        })?;
         Ok(ConsulSource {
             http,
             address: config.address.trim_end_matches('/').to_owned(),
@@ -96,7 +96,10 @@ impl ConsulSource {
         let request = match after {
             Some(index) => self
                 .http
-                .get(format!("{url}?recurse&index={index}&wait={}s", self.wait.as_secs()))
+                .get(format!(
+                    "{url}?recurse&index={index}&wait={}s",
+                    self.wait.as_secs()
+                ))
                 // Consul adds up to wait/16 of jitter to a blocking query.
                 .timeout(self.wait + self.wait / 16 + Duration::from_secs(5)),
             None => self
@@ -140,8 +143,10 @@ impl ConsulSource {
             ));
         }
         let pairs: Vec<KvPair> = response.json().await.map_err(|err| {
-            Error::unavailable(format!("Consul KV at {url} sent an unreadable answer: {err}"))
-                .with_source(err)
+            Error::unavailable(format!(
+                "Consul KV at {url} sent an unreadable answer: {err}"
+            ))
+            .with_source(err)
         })?;
         for pair in pairs {
             let Some(key) = pair.key.strip_prefix(self.prefix.as_str()) else {
@@ -153,7 +158,9 @@ impl ConsulSource {
             }
             match decode(pair.value.as_deref()) {
                 Some(value) => tree.insert(key.to_owned(), value),
-                None => tracing::warn!(key = %pair.key, "skipping a Consul config value that is not UTF-8 text"),
+                None => {
+                    tracing::warn!(key = %pair.key, "skipping a Consul config value that is not UTF-8 text")
+                }
             }
         }
         Ok((tree, index))
@@ -165,7 +172,9 @@ fn decode(value: Option<&str>) -> Option<String> {
     let Some(encoded) = value else {
         return Some(String::new());
     };
-    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -198,7 +207,10 @@ impl WatchState {
                     // was reset; start over. An index of 0 must not be used.
                     self.index = if index < self.index { 1 } else { index.max(1) };
                     let snapshot = tree.snapshot();
-                    let seen = snapshot.as_ref().map(Value::clone).map_err(|e| e.message().to_owned());
+                    let seen = snapshot
+                        .as_ref()
+                        .map(Value::clone)
+                        .map_err(|e| e.message().to_owned());
                     if seen == self.last {
                         continue;
                     }
@@ -252,7 +264,9 @@ impl Source for ConsulSource {
             let item = state.next().await;
             Some((item, state))
         });
-        Ok(futures::stream::once(async move { first }).chain(rest).boxed())
+        Ok(futures::stream::once(async move { first })
+            .chain(rest)
+            .boxed())
     }
 }
 

@@ -131,7 +131,9 @@ impl Source for EnvSource {
             }
             match value::from_pairs([(segments, text.as_str())]) {
                 Ok(single) if !blocked(&root, &path) => value::merge(&mut root, &single),
-                _ => tracing::debug!(key = %path, "ignoring an environment variable that conflicts with another"),
+                _ => {
+                    tracing::debug!(key = %path, "ignoring an environment variable that conflicts with another")
+                }
             }
         }
         Ok(root)

@@ -144,7 +144,10 @@ impl WatchState {
                 Some(Ok(response)) => response,
                 Some(Err(err)) => {
                     self.ended = true;
-                    return Some(Err(etcd_error("the etcd config watch failed".to_owned(), err)));
+                    return Some(Err(etcd_error(
+                        "the etcd config watch failed".to_owned(),
+                        err,
+                    )));
                 }
                 None => return None,
             };
@@ -219,7 +222,9 @@ impl Source for EtcdSource {
             let item = state.next().await?;
             Some((item, state))
         });
-        Ok(futures::stream::once(async move { first }).chain(rest).boxed())
+        Ok(futures::stream::once(async move { first })
+            .chain(rest)
+            .boxed())
     }
 }
 

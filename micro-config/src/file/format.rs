@@ -138,8 +138,14 @@ mod tests {
 
     #[test]
     fn extensions_name_formats() {
-        assert_eq!(Format::from_path(Path::new("a/b.yml")).unwrap(), Format::Yaml);
-        assert_eq!(Format::from_path(Path::new("b.TOML")).unwrap(), Format::Toml);
+        assert_eq!(
+            Format::from_path(Path::new("a/b.yml")).unwrap(),
+            Format::Yaml
+        );
+        assert_eq!(
+            Format::from_path(Path::new("b.TOML")).unwrap(),
+            Format::Toml
+        );
         assert!(Format::from_path(Path::new("b.ini")).is_err());
     }
 }

@@ -178,12 +178,13 @@ impl Source for FileSource {
         let wake = Arc::new(Notify::new());
         let notifier = wake.clone();
         // Errors from the watcher itself (a queue overflow) also mean "look again".
-        let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-            notifier.notify_one();
-        })
-        .map_err(|err| {
-            Error::unavailable(format!("cannot watch config files: {err}")).with_source(err)
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+                notifier.notify_one();
+            })
+            .map_err(|err| {
+                Error::unavailable(format!("cannot watch config files: {err}")).with_source(err)
+            })?;
         let directory = self.directory();
         watcher
             .watch(&directory, RecursiveMode::NonRecursive)

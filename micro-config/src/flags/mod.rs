@@ -178,7 +178,14 @@ mod tests {
     #[tokio::test]
     async fn plain_arguments() {
         let source = FlagsSource::from_args([
-            "--db-host", "h", "--db.port=5432", "--verbose", "--peer", "a", "--peer", "b",
+            "--db-host",
+            "h",
+            "--db.port=5432",
+            "--verbose",
+            "--peer",
+            "a",
+            "--peer",
+            "b",
         ])
         .unwrap();
         assert_eq!(

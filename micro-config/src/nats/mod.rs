@@ -52,7 +52,10 @@ impl NatsSource {
     }
 
     /// Uses an existing NATS connection; `config.url` is ignored.
-    pub async fn with_client(client: async_nats::Client, config: NatsSourceConfig) -> Result<NatsSource> {
+    pub async fn with_client(
+        client: async_nats::Client,
+        config: NatsSourceConfig,
+    ) -> Result<NatsSource> {
         let jetstream = jetstream::new(client);
         let store = match jetstream.get_key_value(config.bucket.as_str()).await {
             Ok(store) => store,
@@ -66,7 +69,10 @@ impl NatsSource {
                     })
                     .await
                     .map_err(|err| {
-                        nats_error(format!("cannot create the KV bucket {:?}", config.bucket), err)
+                        nats_error(
+                            format!("cannot create the KV bucket {:?}", config.bucket),
+                            err,
+                        )
                     })?
             }
             Err(err) => {
@@ -107,11 +113,9 @@ impl NatsSource {
         let mut tree = KvTree::new('.');
         let mut revisions = HashMap::new();
         for key in keys.into_iter().filter(|key| key.starts_with(&self.prefix)) {
-            let entry = self
-                .store
-                .entry(key.as_str())
-                .await
-                .map_err(|err| nats_error(format!("reading {key:?} from {:?}", self.bucket), err))?;
+            let entry = self.store.entry(key.as_str()).await.map_err(|err| {
+                nats_error(format!("reading {key:?} from {:?}", self.bucket), err)
+            })?;
             if let Some(entry) = entry {
                 revisions.insert(entry.key.clone(), entry.revision);
                 if entry.operation == Operation::Put {
@@ -178,7 +182,10 @@ impl WatchState {
                 Ok(entry) => entry,
                 Err(err) => {
                     self.ended = true;
-                    return Some(Err(nats_error("the NATS config watch failed".to_owned(), err)));
+                    return Some(Err(nats_error(
+                        "the NATS config watch failed".to_owned(),
+                        err,
+                    )));
                 }
             };
             // Read before the watch caught up: already in the snapshot.
@@ -226,7 +233,9 @@ impl Source for NatsSource {
             let item = state.next().await?;
             Some((item, state))
         });
-        Ok(futures::stream::once(async move { first }).chain(rest).boxed())
+        Ok(futures::stream::once(async move { first })
+            .chain(rest)
+            .boxed())
     }
 }
 
