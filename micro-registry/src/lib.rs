@@ -80,12 +80,6 @@ pub mod mdns;
 pub mod gossip;
 #[cfg(any(feature = "mdns", feature = "gossip"))]
 mod local_view;
-#[cfg(feature = "mdns")]
-pub mod mdns;
-#[cfg(feature = "gossip")]
-pub mod gossip;
-#[cfg(any(feature = "mdns", feature = "gossip"))]
-mod local_view;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 #[cfg(feature = "nats")]
