@@ -56,8 +56,8 @@
 //! | backend | scheme | status | for |
 //! |---|---|---|---|
 //! | [`memory`] | `memory` | available | one process: tests, and services embedded in one binary ([`MemoryRegistry::shared`]) |
-//! | mDNS | `mdns` | planned | one LAN, no server |
-//! | gossip | `gossip` | planned | a cluster with no server, peers seeded by address |
+//! | `mdns` (feature `mdns`) | `mdns` | available | one LAN, no server: DNS-SD records over multicast (mdns-sd) |
+//! | `gossip` (feature `gossip`) | `gossip` | available | a cluster with no server, peers seeded by address (chitchat) |
 //! | etcd | `etcd` | planned | production, with leases for TTLs |
 //! | NATS | `nats` | planned | production on NATS (key/value store) |
 //! | Consul | `consul` | planned | production on Consul (agent services and TTL checks) |
@@ -70,6 +70,8 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `memory` | yes | [`MemoryRegistry`], the in-process backend |
+//! | `mdns` | no | `mdns::MdnsRegistry`: mDNS / DNS-SD discovery (implies `memory`, its local view) |
+//! | `gossip` | no | `gossip::GossipRegistry`: gossip discovery (implies `memory`, its local view) |
 //! | `conformance` | no | the `conformance` module and `registry_conformance_tests!`, for testing backends |
 
 #[cfg(feature = "memory")]
