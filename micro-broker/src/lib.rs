@@ -16,6 +16,11 @@
 //!   handled only after [`Delivery::ack`]; [`Delivery::nack`] redelivers it;
 //! - **wildcards**: `user.*` (one token) and `user.>` (one or more tokens).
 //!
+//! Any subscription can be handled with **keyed ordering** ([`keyed`]):
+//! messages with the same key strictly in order, different keys in parallel,
+//! with bounded keys in flight and acks after each handler; [`keyed::KeyedPool`]
+//! is the same keyed worker pool for any stream of work.
+//!
 //! A backend declares which of these it supports in [`Capabilities`] and
 //! refuses what it does not support, rather than silently doing something else.
 //! `Arc<dyn Broker>` ([`DynBroker`]) and `Box<dyn Broker>` are brokers too.
@@ -56,7 +61,7 @@
 //! | backend | scheme | status | notes |
 //! |---|---|---|---|
 //! | [`memory::MemoryBroker`] | `memory` | available | in-process; bounded buffers with back-pressure or fail-fast overflow; everything in [`Capabilities`] |
-//! | HTTP | `http` | planned | broker between processes over plain HTTP, peers found through the registry |
+//! | `http::HttpBroker` | `http` | available (feature `http`) | peer to peer over plain HTTP, no broker server: subscriptions registered in a micro registry, publishers deliver to them; back-pressure, queue groups, manual ack, wildcards |
 //! | NATS core | `nats` | planned | native NATS subjects and queue groups |
 //! | NATS JetStream | `jetstream` | planned | persistent streams with manual ack |
 //!
@@ -68,6 +73,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryBroker`] |
+//! | `http` | no | `http::HttpBroker` (hyper/axum; needs `micro-registry`) |
 //! | `conformance` | no | the `conformance` module and the `broker_conformance_tests!` macro, to run the suite against a backend outside this crate |
 
 mod broker;
