@@ -134,7 +134,7 @@ const TRANSPORTS: [Known; 3] = [
     Known {
         name: "grpc",
         feature: "transport-grpc",
-        compiled: false,
+        compiled: cfg!(feature = "transport-grpc"),
     },
 ];
 
@@ -406,6 +406,8 @@ fn build_transport(choice: &BackendChoice) -> Result<DynTransport> {
         "memory" => Ok(Arc::new(crate::transport::memory::MemoryTransport::new())),
         #[cfg(feature = "transport-http")]
         "http" => Ok(Arc::new(crate::transport::http::HttpTransport::new())),
+        #[cfg(feature = "transport-grpc")]
+        "grpc" => Ok(Arc::new(crate::transport::grpc::GrpcTransport::from_env()?)),
         other => Err(not_built(TRANSPORT, other)),
     }
 }

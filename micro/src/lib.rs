@@ -104,7 +104,7 @@
 //! | broker | http, nats | `broker-http`, `broker-nats` | planned |
 //! | transport | memory (in-process) | `transport-memory` | yes |
 //! | transport | http (hyper 1; JSON over HTTP that curl can call) | `transport-http` | yes |
-//! | transport | grpc | `transport-grpc` | planned |
+//! | transport | grpc (plain gRPC any gRPC client can call; tonic clients through the registry with [`grpc::GrpcChannel`]) | `transport-grpc` | no |
 //!
 //! `full` turns on every feature.
 //!
@@ -142,6 +142,8 @@ pub mod client;
 pub mod codec;
 mod context;
 pub mod env;
+#[cfg(feature = "transport-grpc")]
+pub mod grpc;
 pub mod selector;
 pub mod server;
 pub mod service;
