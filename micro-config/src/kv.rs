@@ -27,6 +27,9 @@ impl KvTree {
         self.entries.insert(key, value);
     }
 
+    /// Consul re-reads the whole prefix on each change; etcd and NATS apply
+    /// deletions one by one.
+    #[cfg(any(feature = "etcd", feature = "nats"))]
     pub(crate) fn remove(&mut self, key: &str) {
         self.entries.remove(key);
     }

@@ -120,7 +120,7 @@ async fn write(
     let params = params(raw);
     let (flags, cas) = match (number(&params, "flags"), number(&params, "cas")) {
         (Ok(flags), Ok(cas)) => (flags, cas),
-        (Err(response), _) | (_, Err(response)) => return response,
+        (Err(message), _) | (_, Err(message)) => return bad_request(message),
     };
     let mut state = shared.lock();
     let existing = state.kv.entries.get(&key).cloned();
@@ -146,9 +146,13 @@ async fn remove(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let params = params(raw);
-    let (recurse, cas) = match (flag(&params, "recurse"), number(&params, "cas")) {
-        (Ok(recurse), Ok(cas)) => (recurse, cas),
-        (Err(response), _) | (_, Err(response)) => return response,
+    let recurse = match flag(&params, "recurse") {
+        Ok(recurse) => recurse,
+        Err(response) => return response,
+    };
+    let cas = match number(&params, "cas") {
+        Ok(cas) => cas,
+        Err(message) => return bad_request(message),
     };
     let mut state = shared.lock();
     if recurse {
@@ -174,13 +178,14 @@ fn cas_holds(cas: Option<u64>, existing: Option<&KvEntry>) -> bool {
     }
 }
 
-fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Response> {
+/// A numeric query parameter; the error is the message for a 400.
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, String> {
     params
         .get(name)
         .map(|value| {
             value
                 .parse()
-                .map_err(|_| bad_request(format!("invalid {name}={value:?}")))
+                .map_err(|_| format!("invalid {name}={value:?}"))
         })
         .transpose()
 }
