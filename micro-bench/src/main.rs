@@ -26,6 +26,7 @@ mod discovery;
 mod discovery_procs;
 mod measure;
 mod peers;
+mod pipeline;
 
 use std::{sync::Arc, time::Duration};
 
@@ -74,6 +75,10 @@ async fn main() -> micro::Result<()> {
         .and_then(|arg| arg.parse().ok())
         .unwrap_or(6);
     if let Some(peer) = std::env::args().nth(2) {
+        if peer == "pipeline" {
+            let args: Vec<String> = std::env::args().skip(3).collect();
+            return pipeline::run(&args);
+        }
         if peer == "memory" {
             return memory_transport_cost().await;
         }
