@@ -7,6 +7,9 @@
 //! cargo run --release -p micro-bench -- 2 micro  # only micro's side, e.g. to profile it
 //! ```
 //!
+//! `cargo run --release -p micro-bench -- 6 nats` runs micro's NATS broker
+//! against raw async-nats instead (see the `nats` module).
+//!
 //! The optional second argument runs one peer alone (`micro`, `axum`, `mc>ax`
 //! or `hy>mc`), at concurrency 1 and 64 or at the one given as a third
 //! argument, or only the memory transport's per-call cost (`memory`), with nothing else in the process busy, so that `perf`,
@@ -25,6 +28,7 @@ mod axum_peer;
 mod discovery;
 mod discovery_procs;
 mod measure;
+mod nats;
 mod peers;
 mod pipeline;
 
@@ -78,6 +82,9 @@ async fn main() -> micro::Result<()> {
         if peer == "pipeline" {
             let args: Vec<String> = std::env::args().skip(3).collect();
             return pipeline::run(&args);
+        }
+        if peer == "nats" {
+            return nats::run(seconds).await;
         }
         if peer == "memory" {
             return memory_transport_cost().await;

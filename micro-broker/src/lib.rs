@@ -62,8 +62,8 @@
 //! |---|---|---|---|
 //! | [`memory::MemoryBroker`] | `memory` | available | in-process; bounded buffers with back-pressure or fail-fast overflow; everything in [`Capabilities`] |
 //! | `http::HttpBroker` | `http` | available (feature `http`) | peer to peer over plain HTTP, no broker server: subscriptions registered in a micro registry, publishers deliver to them; back-pressure, queue groups, manual ack, wildcards |
-//! | NATS core | `nats` | planned | native NATS subjects and queue groups |
-//! | NATS JetStream | `jetstream` | planned | persistent streams with manual ack |
+//! | NATS core (`nats::NatsBroker`) | `nats` | available (feature `nats`) | native NATS subjects, queue groups and headers; at most once; bounded reconnect buffer |
+//! | NATS JetStream (`nats::NatsBroker` with JetStream on) | `jetstream` | available (feature `nats`) | streams per topic family or one stream; durable consumers, manual ack, nack delay, dead letters, replay, de-duplication |
 //!
 //! Only the memory backend exists today; the others are on the roadmap and
 //! will be held to the same conformance suite.
@@ -73,6 +73,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryBroker`] |
+//! | `nats` | no | `nats::NatsBroker` (async-nats; TLS through rustls with ring) |
 //! | `http` | no | `http::HttpBroker` (hyper/axum; needs `micro-registry`) |
 //! | `conformance` | no | the `conformance` module and the `broker_conformance_tests!` macro, to run the suite against a backend outside this crate |
 

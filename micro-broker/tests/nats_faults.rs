@@ -223,7 +223,7 @@ async fn subscriber_child_process() {
         let id: usize = String::from_utf8_lossy(&job.message.body)
             .parse()
             .unwrap_or(usize::MAX);
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             if let Err(err) = job.ack().await {
                 panic!("child ack {id}: {err}");
             }

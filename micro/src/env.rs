@@ -116,7 +116,7 @@ const BROKERS: [Known; 3] = [
     Known {
         name: "nats",
         feature: "broker-nats",
-        compiled: false,
+        compiled: cfg!(feature = "broker-nats"),
     },
 ];
 
@@ -379,6 +379,25 @@ fn build_broker(choice: &BackendChoice) -> Result<DynBroker> {
             ignored_address(BROKER_ADDRESS, choice);
             Ok(Arc::new(crate::broker::memory::MemoryBroker::shared()))
         }
+        #[cfg(feature = "broker-nats")]
+        "nats" => {
+            // MICRO_BROKER_ADDRESS and the MICRO_BROKER_NATS_* variables;
+            // the broker connects on first use.
+            let mut config = crate::broker::nats::NatsConfig::from_env()?;
+            if let Some(address) = &choice.address {
+                config.servers = address
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            Ok(Arc::new(
+                crate::broker::nats::NatsBroker::builder()
+                    .config(config)
+                    .build(),
+            ))
+        }
         other => Err(not_built(BROKER, other)),
     }
 }
@@ -497,6 +516,18 @@ mod tests {
             assert!(err.message().contains(feature), "{err}");
             assert!(err.message().contains(variable), "{err}");
         }
+    }
+
+    #[cfg(feature = "broker-nats")]
+    #[test]
+    fn nats_broker_from_the_environment_connects_on_first_use() {
+        let config = config(&[
+            (BROKER, "nats"),
+            (BROKER_ADDRESS, "nats://127.0.0.1:1, nats://127.0.0.1:2"),
+        ])
+        .unwrap();
+        let broker = config.broker().unwrap();
+        assert_eq!(broker.scheme(), "nats");
     }
 
     #[test]

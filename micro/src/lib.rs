@@ -75,6 +75,7 @@
 //! | [`registry`] | the `micro-registry` crate: the `Registry` trait and its backends |
 //! | [`broker`] | the `micro-broker` crate: the `Broker` trait and its backends |
 //! | [`transport`] | the `micro-transport` crate: the `Transport` trait and its backends |
+//! | [`config`] | the `micro-config` crate: a `Config` merged from sources (files, environment, flags, etcd, NATS KV, Consul KV), kept current; handlers read it through [`Context::config`] |
 //! | [`Error`], [`ErrorKind`] | one error type whose kinds map both ways onto HTTP and gRPC status codes |
 //!
 //! Handlers take and return any serde type (structs, tuples, `Vec`, maps,
@@ -105,6 +106,9 @@
 //! | transport | memory (in-process) | `transport-memory` | yes |
 //! | transport | http (hyper 1; JSON over HTTP that curl can call) | `transport-http` | yes |
 //! | transport | grpc (plain gRPC any gRPC client can call; tonic clients through the registry with [`grpc::GrpcChannel`]) | `transport-grpc` | no |
+//! | config | memory and environment sources (always) | | yes |
+//! | config | files (JSON, TOML, YAML, watched) | `config` | no |
+//! | config | flags (clap), etcd, NATS KV, Consul KV | `config-flags`, `config-etcd`, `config-nats`, `config-consul` | no |
 //!
 //! `full` turns on every feature.
 //!

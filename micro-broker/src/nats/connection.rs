@@ -155,7 +155,10 @@ async fn connect_options(config: &NatsConfig, outage: Arc<OutageBuffer>) -> Resu
     // Why the command queue is sized from the buffer: while disconnected the
     // client keeps commands in it, and a full queue would make `publish`
     // wait instead of failing with a clear error.
+    // Topics were validated by micro (same rules as NATS subjects), so the
+    // client need not check each subject again.
     options = options
+        .skip_subject_validation(true)
         .connection_timeout(config.connect_timeout)
         .max_reconnects(config.max_reconnects)
         .client_capacity(
