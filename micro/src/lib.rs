@@ -73,6 +73,7 @@
 //! | [`codec`] | JSON, MessagePack, protobuf and raw bytes, chosen by content type |
 //! | [`env`](mod@crate::env) | backend selection from `MICRO_*` environment variables |
 //! | [`registry`] | the `micro-registry` crate: the `Registry` trait and its backends |
+//! | [`sync`] | the `micro-sync` crate: distributed `Lock` and leader `Election`, backends memory (`sync-memory`, default), etcd (`sync-etcd`), NATS (`sync-nats`) |
 //! | [`broker`] | the `micro-broker` crate: the `Broker` trait and its backends |
 //! | [`transport`] | the `micro-transport` crate: the `Transport` trait and its backends |
 //! | [`config`] | the `micro-config` crate: a `Config` merged from sources (files, environment, flags, etcd, NATS KV, Consul KV), kept current; handlers read it through [`Context::config`] |
@@ -161,6 +162,7 @@ pub use micro_config as config;
 pub use micro_broker::SubscribeOptions;
 pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
 pub use micro_registry as registry;
+pub use micro_sync as sync;
 pub use micro_transport as transport;
 pub use selector::Selector;
 pub use server::{KeyedOrder, Server};
