@@ -65,8 +65,7 @@
 //! | NATS core (`nats::NatsBroker`) | `nats` | available (feature `nats`) | native NATS subjects, queue groups and headers; at most once; bounded reconnect buffer |
 //! | NATS JetStream (`nats::NatsBroker` with JetStream on) | `jetstream` | available (feature `nats`) | streams per topic family or one stream; durable consumers, manual ack, nack delay, dead letters, replay, de-duplication |
 //!
-//! Only the memory backend exists today; the others are on the roadmap and
-//! will be held to the same conformance suite.
+//! Every backend is held to the same conformance suite.
 //!
 //! # Features
 //!
