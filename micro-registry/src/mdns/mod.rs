@@ -356,12 +356,12 @@ async fn apply(inner: &Inner, peers: &mut HashMap<String, Service>, event: Servi
                 tracing::debug!("mDNS: ignoring {} (not a micro record)", resolved.fullname);
                 return;
             };
-            if let Some(previous) = peers.get(&resolved.fullname) {
-                if node_key(previous, &previous.nodes[0])
+            // The same instance now announcing another node: the old one is gone.
+            if let Some(previous) = peers.get(&resolved.fullname)
+                && node_key(previous, &previous.nodes[0])
                     != node_key(&decoded.service, &decoded.service.nodes[0])
-                {
-                    inner.view.remove_remote(previous).await;
-                }
+            {
+                inner.view.remove_remote(previous).await;
             }
             inner
                 .view
