@@ -8,7 +8,10 @@
 //! ```
 //!
 //! `cargo run --release -p micro-bench -- 6 nats` runs micro's NATS broker
-//! against raw async-nats instead (see the `nats` module).
+//! against raw async-nats instead (see the `nats` module);
+//! `cargo run --release -p micro-bench -- 6 fanout` the memory broker's
+//! fan-out against `tokio::sync::broadcast` and the keyed pool against an
+//! unkeyed one (see the `fanout` module).
 //!
 //! The optional second argument runs one peer alone (`micro`, `axum`, `mc>ax`
 //! or `hy>mc`), at concurrency 1 and 64 or at the one given as a third
@@ -27,6 +30,7 @@
 mod axum_peer;
 mod discovery;
 mod discovery_procs;
+mod fanout;
 mod measure;
 mod nats;
 mod peers;
@@ -85,6 +89,9 @@ async fn main() -> micro::Result<()> {
         }
         if peer == "nats" {
             return nats::run(seconds).await;
+        }
+        if peer == "fanout" {
+            return fanout::run(seconds).await;
         }
         if peer == "memory" {
             return memory_transport_cost().await;
