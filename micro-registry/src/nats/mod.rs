@@ -69,6 +69,8 @@ use crate::{
 
 /// The escape character of key tokens.
 const ESCAPE: char = '=';
+/// Revisions kept per key.
+const HISTORY: i64 = 8;
 /// The most entries one snapshot request asks for.
 const SNAPSHOT_BATCH: u64 = 1000;
 
@@ -82,6 +84,10 @@ struct Inner {
     config: NatsConfig,
     /// Connected (and the bucket opened) on first use.
     connection: tokio::sync::Mutex<Option<Connection>>,
+    /// Counts the client's (re)connections. Watches reopen their KV watcher
+    /// when it moves: the watcher's own consumer recreation after a server
+    /// restart was seen to stall when the server's JetStream was not ready yet.
+    connections: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Clone)]
@@ -105,6 +111,7 @@ impl NatsRegistry {
             inner: Arc::new(Inner {
                 config,
                 connection: tokio::sync::Mutex::new(None),
+                connections: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -153,7 +160,14 @@ impl Inner {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let connections = self.connections.clone();
         let mut options = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    connections.send_modify(|count| *count += 1);
+                }
+                std::future::ready(())
+            })
             .connection_timeout(config.request_timeout)
             .request_timeout(Some(config.request_timeout))
             // Once connected, keep reconnecting for as long as the registry lives.
@@ -205,7 +219,10 @@ impl Inner {
         kv::Config {
             bucket: self.config.bucket.clone(),
             description: "micro service registry".to_owned(),
-            history: 1,
+            // A few revisions per key, so a watcher catching up after a
+            // disconnection still sees a removal that a re-registration
+            // followed at once (with one revision the removal is overwritten).
+            history: HISTORY,
             storage: if self.config.memory_storage {
                 jetstream::stream::StorageType::Memory
             } else {

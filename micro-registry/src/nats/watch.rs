@@ -39,8 +39,10 @@ pub(super) async fn open(
         )
         .await?;
     let (sender, receiver) = mpsc::channel(BUFFER);
+    let connections = inner.connections.subscribe();
     tokio::spawn(
         Follower {
+            connections,
             inner,
             filter,
             service,
@@ -56,6 +58,8 @@ pub(super) async fn open(
 
 struct Follower {
     inner: Arc<Inner>,
+    /// Moves when the client reconnects.
+    connections: tokio::sync::watch::Receiver<u64>,
     filter: String,
     service: Option<String>,
     sender: mpsc::Sender<Result<Event>>,
@@ -72,7 +76,16 @@ impl Follower {
         loop {
             let entry = tokio::select! {
                 () = self.sender.closed() => return,
-                entry = watcher.next() => entry,
+                entry = watcher.next() => Some(entry),
+                _ = self.connections.changed() => None,
+            };
+            let Some(entry) = entry else {
+                tracing::debug!(filter = %self.filter, "NATS client reconnected; reopening the KV watcher");
+                match self.reopen().await {
+                    Some(reopened) => watcher = reopened,
+                    None => return,
+                }
+                continue;
             };
             match entry {
                 Some(Ok(entry)) => {
