@@ -29,10 +29,11 @@
 //! assert_eq!(config.transport.name, "memory");
 //! assert_eq!(config.registry.name, "memory");
 //!
-//! let vars = HashMap::from([("MICRO_REGISTRY", "etcd")]);
+//! // (An unknown name; a known one whose feature is off would be FailedPrecondition.)
+//! let vars = HashMap::from([("MICRO_REGISTRY", "zookeeper")]);
 //! let err = EnvConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap_err();
-//! assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
-//! assert!(err.message().contains("registry-etcd"));
+//! assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+//! assert!(err.message().contains("etcd"));
 //! # Ok::<(), micro::Error>(())
 //! ```
 
@@ -88,17 +89,17 @@ const REGISTRIES: [Known; 6] = [
     Known {
         name: "etcd",
         feature: "registry-etcd",
-        compiled: false,
+        compiled: cfg!(feature = "registry-etcd"),
     },
     Known {
         name: "nats",
         feature: "registry-nats",
-        compiled: false,
+        compiled: cfg!(feature = "registry-nats"),
     },
     Known {
         name: "consul",
         feature: "registry-consul",
-        compiled: false,
+        compiled: cfg!(feature = "registry-consul"),
     },
 ];
 
@@ -367,7 +368,35 @@ fn build_registry(choice: &BackendChoice) -> Result<DynRegistry> {
             }
             Ok(Arc::new(GossipRegistry::from_config(&config)?))
         }
+        #[cfg(feature = "registry-etcd")]
+        "etcd" => {
+            let config = crate::registry::etcd::EtcdConfig::from_lookup(registry_lookup(choice))?;
+            Ok(Arc::new(crate::registry::etcd::EtcdRegistry::from_config(config)?))
+        }
+        #[cfg(feature = "registry-nats")]
+        "nats" => {
+            let config = crate::registry::nats::NatsConfig::from_lookup(registry_lookup(choice))?;
+            Ok(Arc::new(crate::registry::nats::NatsRegistry::from_config(config)?))
+        }
+        #[cfg(feature = "registry-consul")]
+        "consul" => {
+            let config = crate::registry::consul::ConsulConfig::from_lookup(registry_lookup(choice))?;
+            Ok(Arc::new(crate::registry::consul::ConsulRegistry::from_config(config)?))
+        }
         other => Err(not_built(REGISTRY, other)),
+    }
+}
+
+/// The variables a server-backed registry reads: the process environment,
+/// except that the address is the one chosen (`choice.address`).
+#[cfg(any(feature = "registry-etcd", feature = "registry-nats", feature = "registry-consul"))]
+fn registry_lookup(choice: &BackendChoice) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name| {
+        if name == REGISTRY_ADDRESS {
+            choice.address.clone()
+        } else {
+            std::env::var(name).ok()
+        }
     }
 }
 
@@ -564,5 +593,30 @@ mod tests {
             let err = config(&[(REGISTER_TTL, bad)]).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}");
         }
+    }
+
+    #[cfg(all(
+        feature = "registry-etcd",
+        feature = "registry-nats",
+        feature = "registry-consul"
+    ))]
+    #[test]
+    fn server_registries_are_built_with_the_chosen_address() {
+        for (name, address, shown) in [
+            ("etcd", "http://127.0.0.1:2999", "http://127.0.0.1:2999"),
+            ("nats", "nats://127.0.0.1:4999", "nats://127.0.0.1:4999"),
+            ("consul", "127.0.0.1:8999", "http://127.0.0.1:8999"),
+        ] {
+            let config = config(&[(REGISTRY, name), (REGISTRY_ADDRESS, address)]).unwrap();
+            // Connecting waits for first use, so nothing needs to listen there.
+            let registry = config.registry().unwrap();
+            assert_eq!(registry.scheme(), name);
+            assert!(format!("{registry:?}").contains(shown), "{registry:?}");
+        }
+        let err = config(&[(REGISTRY, "consul"), (REGISTRY_ADDRESS, "ftp://x")])
+            .unwrap()
+            .registry()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     }
 }
