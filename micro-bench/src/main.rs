@@ -30,6 +30,7 @@
 mod axum_peer;
 mod discovery;
 mod discovery_procs;
+mod grpc;
 mod fanout;
 mod measure;
 mod nats;
@@ -98,6 +99,9 @@ async fn main() -> micro::Result<()> {
         }
         if peer == "discovery" {
             return discovery::run(seconds).await;
+        }
+        if peer == "grpc" {
+            return grpc::run(seconds).await;
         }
         let pair = Pair::parse(&peer)?;
         let concurrencies = match std::env::args().nth(3).and_then(|arg| arg.parse().ok()) {
