@@ -173,7 +173,10 @@ pub(crate) async fn run(seconds: u64) -> Result<()> {
          memory is the in-process peer\n",
         repeats.div_ceil(3)
     );
-    for backend in backends(netns.as_ref()) {
+    let servers = crate::discovery_servers::Servers::start().await;
+    let mut all = backends(netns.as_ref());
+    all.extend(crate::discovery_servers::backends(&servers));
+    for backend in all {
         println!("== {}", backend.name);
         cached_lookup(&backend).await?;
         register_to_watch(&backend, repeats).await?;
