@@ -30,6 +30,7 @@
 mod axum_peer;
 mod discovery;
 mod discovery_procs;
+mod discovery_servers;
 mod grpc;
 mod fanout;
 mod measure;
