@@ -153,6 +153,7 @@ pub mod selector;
 pub mod server;
 pub mod service;
 pub mod streaming;
+pub mod sync_env;
 
 pub use client::{Client, ClientBuilder};
 pub use codec::ContentType;
