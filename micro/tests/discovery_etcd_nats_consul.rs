@@ -108,16 +108,44 @@ async fn registry_restart(backend: Backend, fixture: Fixture) {
         panic!("{name}: calling greeter after the registry came back: {err}")
     });
 
-    // The registration is lost behind the service's back: the watch opened
-    // before the restart reports it, and the service writes it again by itself.
+    // The watch opened before the restart reports changes again: a probe node
+    // registered now is seen.
+    let probe = micro::registry::Service::new(support::SERVICE)
+        .with_version(node.version.clone())
+        .with_node(micro::registry::Node::new("probe", "127.0.0.1:9"));
+    let register_probe = || async {
+        backend
+            .observer
+            .register(&probe, &micro::registry::RegisterOptions::default())
+            .await
+    };
+    let deadline = Instant::now() + WAIT;
+    while let Err(err) = register_probe().await {
+        assert!(
+            Instant::now() < deadline,
+            "{name}: registering a probe after the restart: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    next_for(&mut changes, EventKind::Create, "probe").await;
+    backend
+        .observer
+        .deregister(&probe)
+        .await
+        .expect("removing the probe");
+    next_for(&mut changes, EventKind::Delete, "probe").await;
+
+    // The registration is lost behind the service's back: the service writes
+    // it again by itself, and the watch reports both.
     backend
         .observer
         .deregister(&node)
         .await
         .unwrap_or_else(|err| panic!("{name}: removing the registration after the restart: {err}"));
     let lost = Instant::now();
-    support::next(&mut changes, EventKind::Delete, WAIT).await;
-    let restored = support::next(&mut changes, EventKind::Create, WAIT).await;
+    let node_id = node.nodes[0].id.clone();
+    next_for(&mut changes, EventKind::Delete, &node_id).await;
+    let restored = next_for(&mut changes, EventKind::Create, &node_id).await;
     assert_eq!(
         restored.service.nodes, node.nodes,
         "{name}: the same node came back"
@@ -138,6 +166,20 @@ async fn registry_restart(backend: Backend, fixture: Fixture) {
         "greeter_server exits 0 on SIGTERM"
     );
     support::next(&mut changes, EventKind::Delete, WAIT).await;
+}
+
+/// The next `kind` event about node `id`, skipping others.
+async fn next_for(
+    changes: &mut micro::registry::WatchStream,
+    kind: EventKind,
+    id: &str,
+) -> micro::registry::Event {
+    loop {
+        let event = support::next(changes, kind, WAIT).await;
+        if event.service.nodes[0].id == id {
+            return event;
+        }
+    }
 }
 
 #[cfg(feature = "registry-etcd")]

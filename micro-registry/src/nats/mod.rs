@@ -69,8 +69,6 @@ use crate::{
 
 /// The escape character of key tokens.
 const ESCAPE: char = '=';
-/// Revisions kept per key.
-const HISTORY: i64 = 8;
 /// The most entries one snapshot request asks for.
 const SNAPSHOT_BATCH: u64 = 1000;
 
@@ -219,10 +217,7 @@ impl Inner {
         kv::Config {
             bucket: self.config.bucket.clone(),
             description: "micro service registry".to_owned(),
-            // A few revisions per key, so a watcher catching up after a
-            // disconnection still sees a removal that a re-registration
-            // followed at once (with one revision the removal is overwritten).
-            history: HISTORY,
+            history: 1,
             storage: if self.config.memory_storage {
                 jetstream::stream::StorageType::Memory
             } else {
