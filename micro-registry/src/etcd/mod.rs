@@ -295,13 +295,13 @@ impl Inner {
     /// Revokes a lease whose key is already gone or moved; failing only leaves
     /// it to expire by itself, so the error is logged, not returned.
     async fn revoke(&self, client: &mut Client, id: i64) {
-        if let Err(err) = self
+        let revoked = self
             .timed("revoking an etcd lease", client.lease_revoke(id))
-            .await
+            .await;
+        if let Err(err) = revoked
+            && err.kind() != ErrorKind::NotFound
         {
-            if err.kind() != ErrorKind::NotFound {
-                tracing::debug!(lease = id, error = %err, "revoking an etcd lease failed; it will expire");
-            }
+            tracing::debug!(lease = id, error = %err, "revoking an etcd lease failed; it will expire");
         }
     }
 

@@ -90,10 +90,10 @@ impl Follower {
             match entry {
                 Some(Ok(entry)) => {
                     self.last_revision = self.last_revision.max(entry.revision);
-                    if let Some(event) = self.apply(entry) {
-                        if self.sender.send(Ok(event)).await.is_err() {
-                            return;
-                        }
+                    if let Some(event) = self.apply(entry)
+                        && self.sender.send(Ok(event)).await.is_err()
+                    {
+                        return;
                     }
                     continue;
                 }

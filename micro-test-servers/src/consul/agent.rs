@@ -161,6 +161,10 @@ async fn register(
     StatusCode::OK.into_response()
 }
 
+#[allow(
+    clippy::result_large_err,
+    reason = "handlers answer failures with ready-made responses"
+)]
 fn check_spec(
     service_id: &str,
     n: usize,

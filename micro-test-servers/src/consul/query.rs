@@ -59,6 +59,10 @@ fn decode(component: &str) -> String {
 }
 
 /// A boolean flag: absent is false; present bare or `true`/`1` is true.
+#[allow(
+    clippy::result_large_err,
+    reason = "handlers answer failures with ready-made responses"
+)]
 pub(crate) fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, Response> {
     match params.get(name).map(String::as_str) {
         None => Ok(false),
@@ -70,6 +74,10 @@ pub(crate) fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool,
 
 /// Blocks as a Consul blocking query does when `index` is given: until the
 /// state's index passes it or `wait` (default 5 minutes, at most 10) runs out.
+#[allow(
+    clippy::result_large_err,
+    reason = "handlers answer failures with ready-made responses"
+)]
 pub(crate) async fn block(
     shared: &Shared,
     params: &HashMap<String, String>,

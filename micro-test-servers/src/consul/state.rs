@@ -142,10 +142,10 @@ impl Shared {
                 check.critical_since = Some(now);
                 changed = true;
             }
-            if let (Some(since), Some(after)) = (check.critical_since, check.deregister_after) {
-                if now >= since + after {
-                    reap.push(check.service_id.clone());
-                }
+            if let (Some(since), Some(after)) = (check.critical_since, check.deregister_after)
+                && now >= since + after
+            {
+                reap.push(check.service_id.clone());
             }
         }
         for service_id in reap {
