@@ -633,8 +633,9 @@ async fn ordered_by_key_run(broker: &dyn Broker, options: SubscribeOptions, meet
                 {
                     let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
                     if !seen.busy.insert(key) {
-                        seen.faults
-                            .push(format!("key {key}: message {seq} started while another of the same key ran"));
+                        seen.faults.push(format!(
+                            "key {key}: message {seq} started while another of the same key ran"
+                        ));
                     }
                     seen.running += 1;
                     seen.max_running = seen.max_running.max(seen.running);
@@ -663,7 +664,12 @@ async fn ordered_by_key_run(broker: &dyn Broker, options: SubscribeOptions, meet
     };
     let consumer = tokio::spawn(
         sub.ordered_by(|delivery: &Delivery| {
-            delivery.message.headers.get("x-key").unwrap_or_default().to_owned()
+            delivery
+                .message
+                .headers
+                .get("x-key")
+                .unwrap_or_default()
+                .to_owned()
         })
         .concurrency(CONCURRENCY)
         .handle(handler),
@@ -689,7 +695,10 @@ async fn ordered_by_key_run(broker: &dyn Broker, options: SubscribeOptions, meet
             .await
             .is_ok_and(|waited| waited.is_ok());
         if !reached {
-            panic!("only {} of {all} keyed messages were handled", *done.borrow());
+            panic!(
+                "only {} of {all} keyed messages were handled",
+                *done.borrow()
+            );
         }
     };
     futures::join!(publishing, waiting);

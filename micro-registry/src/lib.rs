@@ -74,20 +74,20 @@
 //! | `gossip` | no | `gossip::GossipRegistry`: gossip discovery (implies `memory`, its local view) |
 //! | `conformance` | no | the `conformance` module and `registry_conformance_tests!`, for testing backends |
 
-#[cfg(feature = "memory")]
-pub mod memory;
-#[cfg(feature = "mdns")]
-pub mod mdns;
+#[cfg(feature = "consul")]
+pub mod consul;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "gossip")]
 pub mod gossip;
 #[cfg(any(feature = "mdns", feature = "gossip"))]
 mod local_view;
-#[cfg(feature = "etcd")]
-pub mod etcd;
+#[cfg(feature = "mdns")]
+pub mod mdns;
+#[cfg(feature = "memory")]
+pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
-#[cfg(feature = "consul")]
-pub mod consul;
 #[cfg(any(feature = "etcd", feature = "nats", feature = "consul"))]
 mod record;
 

@@ -371,17 +371,24 @@ fn build_registry(choice: &BackendChoice) -> Result<DynRegistry> {
         #[cfg(feature = "registry-etcd")]
         "etcd" => {
             let config = crate::registry::etcd::EtcdConfig::from_lookup(registry_lookup(choice))?;
-            Ok(Arc::new(crate::registry::etcd::EtcdRegistry::from_config(config)?))
+            Ok(Arc::new(crate::registry::etcd::EtcdRegistry::from_config(
+                config,
+            )?))
         }
         #[cfg(feature = "registry-nats")]
         "nats" => {
             let config = crate::registry::nats::NatsConfig::from_lookup(registry_lookup(choice))?;
-            Ok(Arc::new(crate::registry::nats::NatsRegistry::from_config(config)?))
+            Ok(Arc::new(crate::registry::nats::NatsRegistry::from_config(
+                config,
+            )?))
         }
         #[cfg(feature = "registry-consul")]
         "consul" => {
-            let config = crate::registry::consul::ConsulConfig::from_lookup(registry_lookup(choice))?;
-            Ok(Arc::new(crate::registry::consul::ConsulRegistry::from_config(config)?))
+            let config =
+                crate::registry::consul::ConsulConfig::from_lookup(registry_lookup(choice))?;
+            Ok(Arc::new(
+                crate::registry::consul::ConsulRegistry::from_config(config)?,
+            ))
         }
         other => Err(not_built(REGISTRY, other)),
     }
@@ -389,7 +396,11 @@ fn build_registry(choice: &BackendChoice) -> Result<DynRegistry> {
 
 /// The variables a server-backed registry reads: the process environment,
 /// except that the address is the one chosen (`choice.address`).
-#[cfg(any(feature = "registry-etcd", feature = "registry-nats", feature = "registry-consul"))]
+#[cfg(any(
+    feature = "registry-etcd",
+    feature = "registry-nats",
+    feature = "registry-consul"
+))]
 fn registry_lookup(choice: &BackendChoice) -> impl Fn(&str) -> Option<String> + '_ {
     move |name| {
         if name == REGISTRY_ADDRESS {

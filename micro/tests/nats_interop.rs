@@ -207,13 +207,20 @@ async fn python_publishes_to_micro_and_subscribes_to_micro() {
         Err(err) => panic!("the Python subscriber printed {line:?}: {err}"),
     };
     assert_eq!(received["subject"], "interop.micro_to_py.password_changed");
-    let data: PasswordChanged = match serde_json::from_str(received["data"].as_str().unwrap_or("")) {
+    let data: PasswordChanged = match serde_json::from_str(received["data"].as_str().unwrap_or(""))
+    {
         Ok(data) => data,
         Err(err) => panic!("the body Python got is not the event: {received}: {err}"),
     };
     assert_eq!(data, event);
-    assert_eq!(received["headers"]["x-trace-id"], "micro-trace-2", "{received}");
-    assert_eq!(received["headers"]["content-type"], "application/json", "{received}");
+    assert_eq!(
+        received["headers"]["x-trace-id"], "micro-trace-2",
+        "{received}"
+    );
+    assert_eq!(
+        received["headers"]["content-type"], "application/json",
+        "{received}"
+    );
 
     if let Err(err) = running.stop().await {
         panic!("stop the service: {err}");

@@ -96,7 +96,7 @@ impl echo_server::Echo for TonicEcho {
         Ok(tonic::Response::new(EchoReply {
             index: messages.len() as u32,
             message: messages.join(","),
-            payload: Vec::new().into(),
+            payload: Vec::new(),
         }))
     }
 
@@ -153,7 +153,7 @@ async fn handle(request: Request) -> Result<Response> {
             Body::Full(encode(&EchoReply {
                 index: messages.len() as u32,
                 message: messages.join(","),
-                payload: Vec::new().into(),
+                payload: Vec::new(),
             }))
         }
         "Echo.Bidi" => {
