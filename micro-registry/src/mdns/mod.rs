@@ -229,7 +229,21 @@ impl MdnsRegistry {
 
     async fn unannounce(&self, fullname: &str) -> Result<()> {
         let daemon = &self.inner.daemon;
-        retry_full_queue(|| daemon.unregister(fullname).map(drop)).await
+        let mut sent = None;
+        retry_full_queue(|| {
+            daemon
+                .unregister(fullname)
+                .map(|status| sent = Some(status))
+        })
+        .await?;
+        // The daemon's thread sends the goodbye and then reports it. Waiting
+        // for that report matters to a process that exits right after
+        // deregistering: otherwise it can exit before the goodbye leaves, and
+        // browsers keep the node until its TTL runs out.
+        if let Some(status) = sent {
+            let _ = tokio::task::spawn_blocking(move || status.recv_timeout(GOODBYE_WAIT)).await;
+        }
+        Ok(())
     }
 }
 
@@ -419,6 +433,9 @@ fn browse(daemon: &ServiceDaemon, service_type: &str) -> Result<Receiver<Service
 
 /// Runs a daemon command, retrying while its bounded command queue is full
 /// (a burst of registrations) rather than failing the caller.
+/// How long a deregistration waits for the daemon to report its goodbye sent.
+const GOODBYE_WAIT: Duration = Duration::from_secs(2);
+
 async fn retry_full_queue(mut command: impl FnMut() -> mdns_sd::Result<()>) -> Result<()> {
     let deadline = Instant::now() + QUEUE_RETRY;
     loop {
