@@ -58,9 +58,9 @@
 //! | [`memory`] | `memory` | available | one process: tests, and services embedded in one binary ([`MemoryRegistry::shared`]) |
 //! | `mdns` (feature `mdns`) | `mdns` | available | one LAN, no server: DNS-SD records over multicast (mdns-sd) |
 //! | `gossip` (feature `gossip`) | `gossip` | available | a cluster with no server, peers seeded by address (chitchat) |
-//! | etcd | `etcd` | planned | production, with leases for TTLs |
-//! | NATS | `nats` | planned | production on NATS (key/value store) |
-//! | Consul | `consul` | planned | production on Consul (agent services and TTL checks) |
+//! | `etcd` (feature `etcd`) | `etcd` | available | production, with leases for TTLs |
+//! | `nats` (feature `nats`) | `nats` | available | production on NATS (JetStream key/value, per-key TTLs) |
+//! | `consul` (feature `consul`) | `consul` | available, tested only against a stand-in | production on Consul (agent services and TTL checks) |
 //!
 //! Every backend declares what it supports in [`Capabilities`] (TTL expiry,
 //! watches) and passes the `conformance` suite.

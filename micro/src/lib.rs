@@ -101,15 +101,17 @@
 //! | building block | backend | feature | default |
 //! |---|---|---|---|
 //! | registry | memory (in-process, TTL expiry) | `registry-memory` | yes |
-//! | registry | mdns, gossip, etcd, nats, consul | `registry-mdns`, `registry-gossip`, `registry-etcd`, `registry-nats`, `registry-consul` | planned |
+//! | registry | mdns, gossip, etcd, nats, consul (consul tested against a stand-in only) | `registry-mdns`, `registry-gossip`, `registry-etcd`, `registry-nats`, `registry-consul` | no |
 //! | broker | memory (bounded buffers, queue groups, manual ack) | `broker-memory` | yes |
-//! | broker | http, nats | `broker-http`, `broker-nats` | planned |
+//! | broker | http (peer to peer), nats (core and JetStream) | `broker-http`, `broker-nats` | no |
 //! | transport | memory (in-process) | `transport-memory` | yes |
 //! | transport | http (hyper 1; JSON over HTTP that curl can call) | `transport-http` | yes |
 //! | transport | grpc (plain gRPC any gRPC client can call; tonic clients through the registry with [`grpc::GrpcChannel`]) | `transport-grpc` | no |
 //! | config | memory and environment sources (always) | | yes |
 //! | config | files (JSON, TOML, YAML, watched) | `config` | no |
 //! | config | flags (clap), etcd, NATS KV, Consul KV | `config-flags`, `config-etcd`, `config-nats`, `config-consul` | no |
+//! | sync | memory locks and elections | `sync-memory` | yes |
+//! | sync | etcd, NATS KV | `sync-etcd`, `sync-nats` | no |
 //!
 //! `full` turns on every feature.
 //!
