@@ -232,6 +232,16 @@ impl ServiceBuilder {
         }
     }
 
+    /// Applies one change to the wrapped [`Server`]. Every server-side setting
+    /// the builder offers (handlers, streaming routes, subscribers, layers,
+    /// config) is a thin forward to the `Server` method of the same name;
+    /// this is the one place that forwards, so each of them only says which
+    /// `Server` method it is.
+    pub(crate) fn with_server(mut self, change: impl FnOnce(Server) -> Server) -> ServiceBuilder {
+        self.server = change(self.server);
+        self
+    }
+
     /// The version registered (`1.0.0`), for selectors that filter by version.
     pub fn version(mut self, version: impl Into<String>) -> ServiceBuilder {
         self.version = version.into();
@@ -273,9 +283,8 @@ impl ServiceBuilder {
     /// through [`Context::config`]. See [`config`](crate::config) for
     /// sources (files, environment, flags, etcd, NATS KV, Consul KV); a
     /// source that fails later leaves the service on its last good values.
-    pub fn config(mut self, config: crate::config::Config) -> ServiceBuilder {
-        self.server = self.server.config(config);
-        self
+    pub fn config(self, config: crate::config::Config) -> ServiceBuilder {
+        self.with_server(|server| server.config(config))
     }
 
     /// Configures the service's own client (the one [`Service::client`],
@@ -328,7 +337,7 @@ impl ServiceBuilder {
 
     /// Serves `endpoint` with a serde handler; see [`Server::handle`].
     pub fn handle<Req, Resp, F, Fut>(
-        mut self,
+        self,
         endpoint: impl Into<String>,
         handler: F,
     ) -> ServiceBuilder
@@ -338,13 +347,12 @@ impl ServiceBuilder {
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,
     {
-        self.server = self.server.handle(endpoint, handler);
-        self
+        self.with_server(|server| server.handle(endpoint, handler))
     }
 
     /// Serves `endpoint` with a protobuf handler; see [`Server::handle_proto`].
     pub fn handle_proto<Req, Resp, F, Fut>(
-        mut self,
+        self,
         endpoint: impl Into<String>,
         handler: F,
     ) -> ServiceBuilder
@@ -354,37 +362,34 @@ impl ServiceBuilder {
         Req: prost::Message + Default + Send + 'static,
         Resp: prost::Message + Send + 'static,
     {
-        self.server = self.server.handle_proto(endpoint, handler);
-        self
+        self.with_server(|server| server.handle_proto(endpoint, handler))
     }
 
     /// Serves `endpoint` with a raw-bytes handler; see [`Server::handle_raw`].
-    pub fn handle_raw<F, Fut>(mut self, endpoint: impl Into<String>, handler: F) -> ServiceBuilder
+    pub fn handle_raw<F, Fut>(self, endpoint: impl Into<String>, handler: F) -> ServiceBuilder
     where
         F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Bytes>> + Send + 'static,
     {
-        self.server = self.server.handle_raw(endpoint, handler);
-        self
+        self.with_server(|server| server.handle_raw(endpoint, handler))
     }
 
     /// Handles messages on `topic` in the queue group named after the service,
     /// so each message is handled once however many instances run; see
     /// [`Server::subscribe`].
-    pub fn subscribe<T, F, Fut>(mut self, topic: impl Into<String>, handler: F) -> ServiceBuilder
+    pub fn subscribe<T, F, Fut>(self, topic: impl Into<String>, handler: F) -> ServiceBuilder
     where
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
         T: DeserializeOwned + Send + 'static,
     {
-        self.server = self.server.subscribe(topic, handler);
-        self
+        self.with_server(|server| server.subscribe(topic, handler))
     }
 
     /// Handles messages on `topic` with explicit options (e.g. fan-out); see
     /// [`Server::subscribe_with`].
     pub fn subscribe_with<T, F, Fut>(
-        mut self,
+        self,
         topic: impl Into<String>,
         options: SubscribeOptions,
         handler: F,
@@ -394,14 +399,13 @@ impl ServiceBuilder {
         Fut: Future<Output = Result<()>> + Send + 'static,
         T: DeserializeOwned + Send + 'static,
     {
-        self.server = self.server.subscribe_with(topic, options, handler);
-        self
+        self.with_server(|server| server.subscribe_with(topic, options, handler))
     }
 
     /// Handles messages on `topic` with the same key in order and different
     /// keys in parallel; see [`Server::subscribe_ordered`].
     pub fn subscribe_ordered<T, F, Fut>(
-        mut self,
+        self,
         topic: impl Into<String>,
         order: crate::KeyedOrder<T>,
         handler: F,
@@ -411,12 +415,11 @@ impl ServiceBuilder {
         Fut: Future<Output = Result<()>> + Send + 'static,
         T: DeserializeOwned + Send + 'static,
     {
-        self.server = self.server.subscribe_ordered(topic, order, handler);
-        self
+        self.with_server(|server| server.subscribe_ordered(topic, order, handler))
     }
 
     /// Wraps the server's router in a tower layer; see [`Server::layer`].
-    pub fn layer<L>(mut self, layer: L) -> ServiceBuilder
+    pub fn layer<L>(self, layer: L) -> ServiceBuilder
     where
         L: Layer<Handler> + Send + Sync + 'static,
         L::Service: TowerService<Request, Response = Response, Error = Error>
@@ -426,8 +429,7 @@ impl ServiceBuilder {
             + 'static,
         <L::Service as TowerService<Request>>::Future: Send + 'static,
     {
-        self.server = self.server.layer(layer);
-        self
+        self.with_server(|server| server.layer(layer))
     }
 
     /// Runs before the service listens; an error aborts the start.

@@ -43,13 +43,19 @@ where
     Response::new(Body::Stream(body)).with_content_type(content_type.as_str())
 }
 
-fn client_stream_route<C, Req, Resp, F, Fut>(endpoint: Arc<str>, handler: F) -> RouteFn
+/// The part every streaming shape shares: pick the content type the request
+/// carries from those the codec accepts (refusing any other, naming the
+/// endpoint), then hand the request and that content type to the shape's
+/// `serve`. The three shapes differ only in what `serve` does with the body.
+fn negotiated_route<C, H, Fut>(
+    endpoint: Arc<str>,
+    handler: H,
+    serve: fn(Arc<H>, Context, Request, ContentType) -> Fut,
+) -> RouteFn
 where
-    C: Decode<Req> + Encode<Resp>,
-    F: Fn(Context, Streaming<Req>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Resp>> + Send + 'static,
-    Req: Send + 'static,
-    Resp: Send + 'static,
+    C: Codec,
+    H: Send + Sync + 'static,
+    Fut: Future<Output = Result<Response>> + Send + 'static,
 {
     let handler = Arc::new(handler);
     Arc::new(move |ctx, request: Request| {
@@ -57,15 +63,46 @@ where
         let endpoint = endpoint.clone();
         async move {
             let content_type = codec::expect_one_of(&request.content_type, C::ACCEPTS, &endpoint)?;
-            let reply = handler(ctx, request_stream::<C, Req>(request, content_type)).await?;
-            let body = C::encode(content_type, &reply).map_err(unencodable_reply)?;
-            Ok(Response::new(body).with_content_type(content_type.as_str()))
+            serve(handler, ctx, request, content_type).await
         }
         .boxed()
     })
 }
 
-fn server_stream_route<C, Req, Resp, S, F, Fut>(endpoint: Arc<str>, handler: F) -> RouteFn
+// Each shape is written once, generic over the codec `C`: the serde and the
+// protobuf public methods below differ only in the bounds they put on the
+// message types, so both call the same `add_*_stream` with `Serde` or `Proto`.
+// Each `add_*_stream` also pairs its route with its own `STREAM_KEY` value, so
+// a shape's route and the kind it advertises cannot drift apart.
+
+/// Adds a client-streaming route: a stream of requests, one reply.
+fn add_client_stream<C, Req, Resp, F, Fut>(server: Server, endpoint: String, handler: F) -> Server
+where
+    C: Decode<Req> + Encode<Resp>,
+    F: Fn(Context, Streaming<Req>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp>> + Send + 'static,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    add::<C, Req, Resp>(server, endpoint, "client", |name| {
+        negotiated_route::<C, F, _>(
+            name,
+            handler,
+            |handler, ctx, request, content_type| async move {
+                let reply = handler(ctx, request_stream::<C, Req>(request, content_type)).await?;
+                let body = C::encode(content_type, &reply).map_err(unencodable_reply)?;
+                Ok(Response::new(body).with_content_type(content_type.as_str()))
+            },
+        )
+    })
+}
+
+/// Adds a server-streaming route: one request, a stream of replies.
+fn add_server_stream<C, Req, Resp, S, F, Fut>(
+    server: Server,
+    endpoint: String,
+    handler: F,
+) -> Server
 where
     C: Decode<Req> + Encode<Resp>,
     F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
@@ -74,21 +111,21 @@ where
     Req: Send + 'static,
     Resp: Send + 'static,
 {
-    let handler = Arc::new(handler);
-    Arc::new(move |ctx, request: Request| {
-        let handler = handler.clone();
-        let endpoint = endpoint.clone();
-        async move {
-            let content_type = codec::expect_one_of(&request.content_type, C::ACCEPTS, &endpoint)?;
-            let input = C::decode(content_type, &request.body.into_bytes()?)?;
-            let replies = handler(ctx, input).await?;
-            Ok(reply_stream::<C, Resp, S>(replies, content_type))
-        }
-        .boxed()
+    add::<C, Req, Resp>(server, endpoint, "server", |name| {
+        negotiated_route::<C, F, _>(
+            name,
+            handler,
+            |handler, ctx, request, content_type| async move {
+                let input = C::decode(content_type, &request.body.into_bytes()?)?;
+                let replies = handler(ctx, input).await?;
+                Ok(reply_stream::<C, Resp, S>(replies, content_type))
+            },
+        )
     })
 }
 
-fn bidi_stream_route<C, Req, Resp, S, F, Fut>(endpoint: Arc<str>, handler: F) -> RouteFn
+/// Adds a bidirectional route: a stream each way, both open at once.
+fn add_bidi_stream<C, Req, Resp, S, F, Fut>(server: Server, endpoint: String, handler: F) -> Server
 where
     C: Decode<Req> + Encode<Resp>,
     F: Fn(Context, Streaming<Req>) -> Fut + Send + Sync + 'static,
@@ -97,16 +134,15 @@ where
     Req: Send + 'static,
     Resp: Send + 'static,
 {
-    let handler = Arc::new(handler);
-    Arc::new(move |ctx, request: Request| {
-        let handler = handler.clone();
-        let endpoint = endpoint.clone();
-        async move {
-            let content_type = codec::expect_one_of(&request.content_type, C::ACCEPTS, &endpoint)?;
-            let replies = handler(ctx, request_stream::<C, Req>(request, content_type)).await?;
-            Ok(reply_stream::<C, Resp, S>(replies, content_type))
-        }
-        .boxed()
+    add::<C, Req, Resp>(server, endpoint, "bidi", |name| {
+        negotiated_route::<C, F, _>(
+            name,
+            handler,
+            |handler, ctx, request, content_type| async move {
+                let replies = handler(ctx, request_stream::<C, Req>(request, content_type)).await?;
+                Ok(reply_stream::<C, Resp, S>(replies, content_type))
+            },
+        )
     })
 }
 
@@ -138,9 +174,7 @@ impl Server {
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,
     {
-        add::<Serde, Req, Resp>(self, endpoint.into(), "client", |name| {
-            client_stream_route::<Serde, _, _, _, _>(name, handler)
-        })
+        add_client_stream::<Serde, _, _, _, _>(self, endpoint.into(), handler)
     }
 
     /// Serves `endpoint` with a server-streaming handler: one serde request,
@@ -157,9 +191,7 @@ impl Server {
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,
     {
-        add::<Serde, Req, Resp>(self, endpoint.into(), "server", |name| {
-            server_stream_route::<Serde, _, _, _, _, _>(name, handler)
-        })
+        add_server_stream::<Serde, _, _, _, _, _>(self, endpoint.into(), handler)
     }
 
     /// Serves `endpoint` with a bidirectional handler: a stream of serde
@@ -177,9 +209,7 @@ impl Server {
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,
     {
-        add::<Serde, Req, Resp>(self, endpoint.into(), "bidi", |name| {
-            bidi_stream_route::<Serde, _, _, _, _, _>(name, handler)
-        })
+        add_bidi_stream::<Serde, _, _, _, _, _>(self, endpoint.into(), handler)
     }
 
     /// [`handle_client_stream`](Server::handle_client_stream) for protobuf
@@ -195,9 +225,7 @@ impl Server {
         Req: prost::Message + Default + Send + 'static,
         Resp: prost::Message + Send + 'static,
     {
-        add::<Proto, Req, Resp>(self, endpoint.into(), "client", |name| {
-            client_stream_route::<Proto, _, _, _, _>(name, handler)
-        })
+        add_client_stream::<Proto, _, _, _, _>(self, endpoint.into(), handler)
     }
 
     /// [`handle_server_stream`](Server::handle_server_stream) for protobuf
@@ -214,9 +242,7 @@ impl Server {
         Req: prost::Message + Default + Send + 'static,
         Resp: prost::Message + Send + 'static,
     {
-        add::<Proto, Req, Resp>(self, endpoint.into(), "server", |name| {
-            server_stream_route::<Proto, _, _, _, _, _>(name, handler)
-        })
+        add_server_stream::<Proto, _, _, _, _, _>(self, endpoint.into(), handler)
     }
 
     /// [`handle_bidi_stream`](Server::handle_bidi_stream) for protobuf
@@ -233,9 +259,7 @@ impl Server {
         Req: prost::Message + Default + Send + 'static,
         Resp: prost::Message + Send + 'static,
     {
-        add::<Proto, Req, Resp>(self, endpoint.into(), "bidi", |name| {
-            bidi_stream_route::<Proto, _, _, _, _, _>(name, handler)
-        })
+        add_bidi_stream::<Proto, _, _, _, _, _>(self, endpoint.into(), handler)
     }
 }
 
@@ -243,7 +267,7 @@ impl ServiceBuilder {
     /// Serves `endpoint` with a client-streaming handler; see
     /// [`Server::handle_client_stream`].
     pub fn handle_client_stream<Req, Resp, F, Fut>(
-        mut self,
+        self,
         endpoint: impl Into<String>,
         handler: F,
     ) -> ServiceBuilder
@@ -253,14 +277,13 @@ impl ServiceBuilder {
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,
     {
-        self.server = self.server.handle_client_stream(endpoint, handler);
-        self
+        self.with_server(|server| server.handle_client_stream(endpoint, handler))
     }
 
     /// Serves `endpoint` with a server-streaming handler; see
     /// [`Server::handle_server_stream`].
     pub fn handle_server_stream<Req, Resp, S, F, Fut>(
-        mut self,
+        self,
         endpoint: impl Into<String>,
         handler: F,
     ) -> ServiceBuilder
@@ -271,14 +294,13 @@ impl ServiceBuilder {
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,
     {
-        self.server = self.server.handle_server_stream(endpoint, handler);
-        self
+        self.with_server(|server| server.handle_server_stream(endpoint, handler))
     }
 
     /// Serves `endpoint` with a bidirectional handler; see
     /// [`Server::handle_bidi_stream`].
     pub fn handle_bidi_stream<Req, Resp, S, F, Fut>(
-        mut self,
+        self,
         endpoint: impl Into<String>,
         handler: F,
     ) -> ServiceBuilder
@@ -289,14 +311,13 @@ impl ServiceBuilder {
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,
     {
-        self.server = self.server.handle_bidi_stream(endpoint, handler);
-        self
+        self.with_server(|server| server.handle_bidi_stream(endpoint, handler))
     }
 
     /// Serves `endpoint` with a protobuf client-streaming handler; see
     /// [`Server::handle_client_stream_proto`].
     pub fn handle_client_stream_proto<Req, Resp, F, Fut>(
-        mut self,
+        self,
         endpoint: impl Into<String>,
         handler: F,
     ) -> ServiceBuilder
@@ -306,14 +327,13 @@ impl ServiceBuilder {
         Req: prost::Message + Default + Send + 'static,
         Resp: prost::Message + Send + 'static,
     {
-        self.server = self.server.handle_client_stream_proto(endpoint, handler);
-        self
+        self.with_server(|server| server.handle_client_stream_proto(endpoint, handler))
     }
 
     /// Serves `endpoint` with a protobuf server-streaming handler; see
     /// [`Server::handle_server_stream_proto`].
     pub fn handle_server_stream_proto<Req, Resp, S, F, Fut>(
-        mut self,
+        self,
         endpoint: impl Into<String>,
         handler: F,
     ) -> ServiceBuilder
@@ -324,14 +344,13 @@ impl ServiceBuilder {
         Req: prost::Message + Default + Send + 'static,
         Resp: prost::Message + Send + 'static,
     {
-        self.server = self.server.handle_server_stream_proto(endpoint, handler);
-        self
+        self.with_server(|server| server.handle_server_stream_proto(endpoint, handler))
     }
 
     /// Serves `endpoint` with a protobuf bidirectional handler; see
     /// [`Server::handle_bidi_stream_proto`].
     pub fn handle_bidi_stream_proto<Req, Resp, S, F, Fut>(
-        mut self,
+        self,
         endpoint: impl Into<String>,
         handler: F,
     ) -> ServiceBuilder
@@ -342,7 +361,6 @@ impl ServiceBuilder {
         Req: prost::Message + Default + Send + 'static,
         Resp: prost::Message + Send + 'static,
     {
-        self.server = self.server.handle_bidi_stream_proto(endpoint, handler);
-        self
+        self.with_server(|server| server.handle_bidi_stream_proto(endpoint, handler))
     }
 }
