@@ -1,7 +1,9 @@
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+#[cfg(any(feature = "memory", feature = "nats"))]
+use tokio::time::Instant;
 
 use crate::{Capabilities, Error, Hold, Result};
 
@@ -31,6 +33,13 @@ impl CampaignOptions {
     pub fn with_wait(mut self, wait: Duration) -> CampaignOptions {
         self.wait = Some(wait);
         self
+    }
+
+    /// When the polling backends (memory, NATS) stop campaigning: `None`
+    /// wait means never. One definition so both backends read `wait` alike.
+    #[cfg(any(feature = "memory", feature = "nats"))]
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.wait.and_then(crate::deadline_after)
     }
 }
 
@@ -96,19 +105,10 @@ impl Leadership {
         self.leader.term
     }
 
-    /// Whether leadership has been lost.
-    pub fn is_lost(&self) -> bool {
-        self.hold.is_lost()
-    }
-
-    /// Resolves once leadership is lost (see [`Hold::lost`]); never while held.
-    pub fn lost(&self) -> impl Future<Output = Error> + Send + 'static {
-        self.hold.lost()
-    }
-
-    /// Stops renewing without resigning (see [`Hold::stop_refreshing`]).
-    pub fn stop_refreshing(&self) {
-        self.hold.stop_refreshing()
+    crate::hold::hold_state_methods! {
+        is_lost: "Whether leadership has been lost.",
+        lost: "Resolves once leadership is lost (see [`Hold::lost`]); never while held.",
+        stop_refreshing: "Stops renewing without resigning (see [`Hold::stop_refreshing`]).",
     }
 
     /// Resigns, letting the next candidate take over, and waits for the

@@ -234,3 +234,27 @@ async fn keep_alive(
     tracing::warn!(reason = %loss.message, "hold lost");
     shared.lost.send_replace(Some(loss));
 }
+
+/// The state methods [`LockGuard`](crate::LockGuard) and
+/// [`Leadership`](crate::Leadership) both expose: each is a `hold` field
+/// seen under its own vocabulary, so the forwarding is written once here and
+/// each wrapper supplies only its wording.
+macro_rules! hold_state_methods {
+    (is_lost: $is_lost:literal, lost: $lost:literal, stop_refreshing: $stop:literal $(,)?) => {
+        #[doc = $is_lost]
+        pub fn is_lost(&self) -> bool {
+            self.hold.is_lost()
+        }
+
+        #[doc = $lost]
+        pub fn lost(&self) -> impl ::std::future::Future<Output = $crate::Error> + Send + 'static {
+            self.hold.lost()
+        }
+
+        #[doc = $stop]
+        pub fn stop_refreshing(&self) {
+            self.hold.stop_refreshing()
+        }
+    };
+}
+pub(crate) use hold_state_methods;

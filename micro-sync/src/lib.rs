@@ -157,6 +157,13 @@ fn validate_ttl(ttl: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Turns a relative wait into a deadline; waits too long to represent are
+/// forever. Shared by the lock and campaign deadlines of the polling backends.
+#[cfg(any(feature = "memory", feature = "nats"))]
+fn deadline_after(wait: Duration) -> Option<tokio::time::Instant> {
+    tokio::time::Instant::now().checked_add(wait)
+}
+
 /// Passes each leader on only when its term differs from the previous one's,
 /// so renewals and repeated announcements of one leadership appear once.
 fn new_terms_only<S>(leaders: S) -> impl Stream<Item = Result<Leader>> + Send + 'static

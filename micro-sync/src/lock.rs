@@ -1,8 +1,10 @@
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+#[cfg(any(feature = "memory", feature = "nats"))]
+use tokio::time::Instant;
 
-use crate::{Capabilities, Error, Hold, Result};
+use crate::{Capabilities, Hold, Result};
 
 /// How to acquire a lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,18 @@ impl LockOptions {
     pub fn with_wait(mut self, wait: Duration) -> LockOptions {
         self.wait = Some(wait);
         self
+    }
+
+    /// When the polling backends (memory, NATS) stop trying: `None` wait
+    /// means one attempt (a deadline of now). Kept here, next to
+    /// [`CampaignOptions::deadline`](crate::CampaignOptions), so both
+    /// backends read `wait` the same way.
+    #[cfg(any(feature = "memory", feature = "nats"))]
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.wait {
+            None => Some(Instant::now()),
+            Some(wait) => crate::deadline_after(wait),
+        }
     }
 }
 
@@ -79,19 +93,10 @@ impl LockGuard {
         self.hold.ttl()
     }
 
-    /// Whether the lock has been lost.
-    pub fn is_lost(&self) -> bool {
-        self.hold.is_lost()
-    }
-
-    /// Resolves once the lock is lost (see [`Hold::lost`]); never while held.
-    pub fn lost(&self) -> impl Future<Output = Error> + Send + 'static {
-        self.hold.lost()
-    }
-
-    /// Stops renewing without releasing (see [`Hold::stop_refreshing`]).
-    pub fn stop_refreshing(&self) {
-        self.hold.stop_refreshing()
+    crate::hold::hold_state_methods! {
+        is_lost: "Whether the lock has been lost.",
+        lost: "Resolves once the lock is lost (see [`Hold::lost`]); never while held.",
+        stop_refreshing: "Stops renewing without releasing (see [`Hold::stop_refreshing`]).",
     }
 
     /// Releases the lock and waits for the backend to confirm. A lock already

@@ -249,12 +249,14 @@ impl Lock for EtcdCoordinator {
 
 #[async_trait]
 impl Election for EtcdCoordinator {
+    // One coordinator serves both traits: its scheme and capabilities are
+    // the lock side's, stated once there.
     fn scheme(&self) -> &'static str {
-        "etcd"
+        Lock::scheme(self)
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::all()
+        Lock::capabilities(self)
     }
 
     async fn campaign(

@@ -163,11 +163,6 @@ fn role_key(role: &str) -> String {
     format!("election/{role}")
 }
 
-/// Turns a relative wait into a deadline; waits too long to represent are forever.
-pub(crate) fn deadline(wait: Duration) -> Option<Instant> {
-    Instant::now().checked_add(wait)
-}
-
 #[async_trait]
 impl Lock for MemoryCoordinator {
     fn scheme(&self) -> &'static str {
@@ -180,12 +175,8 @@ impl Lock for MemoryCoordinator {
 
     async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard> {
         validate_lock(name, options)?;
-        let deadline = match options.wait {
-            None => Some(Instant::now()),
-            Some(wait) => deadline(wait),
-        };
         let hold = self
-            .take(lock_key(name), name, "", options.ttl, deadline)
+            .take(lock_key(name), name, "", options.ttl, options.deadline())
             .await?;
         Ok(LockGuard::new(name, hold))
     }
@@ -193,12 +184,14 @@ impl Lock for MemoryCoordinator {
 
 #[async_trait]
 impl Election for MemoryCoordinator {
+    // One coordinator serves both traits: its scheme and capabilities are
+    // the lock side's, stated once there.
     fn scheme(&self) -> &'static str {
-        "memory"
+        Lock::scheme(self)
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::all()
+        Lock::capabilities(self)
     }
 
     async fn campaign(
@@ -208,9 +201,14 @@ impl Election for MemoryCoordinator {
         options: &CampaignOptions,
     ) -> Result<Leadership> {
         validate_campaign(role, candidate, options)?;
-        let deadline = options.wait.and_then(deadline);
         let hold = self
-            .take(role_key(role), role, candidate, options.ttl, deadline)
+            .take(
+                role_key(role),
+                role,
+                candidate,
+                options.ttl,
+                options.deadline(),
+            )
             .await?;
         let leader = Leader::new(role, candidate, hold.token());
         Ok(Leadership::new(leader, hold))

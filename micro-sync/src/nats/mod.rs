@@ -325,12 +325,8 @@ impl Lock for NatsCoordinator {
 
     async fn acquire(&self, name: &str, options: &LockOptions) -> Result<LockGuard> {
         validate_lock(name, options)?;
-        let deadline = match options.wait {
-            None => Some(Instant::now()),
-            Some(wait) => Instant::now().checked_add(wait),
-        };
         let hold = self
-            .take(key("lock", name), "", options.ttl, deadline)
+            .take(key("lock", name), "", options.ttl, options.deadline())
             .await?;
         Ok(LockGuard::new(name, hold))
     }
@@ -338,12 +334,14 @@ impl Lock for NatsCoordinator {
 
 #[async_trait]
 impl Election for NatsCoordinator {
+    // One coordinator serves both traits: its scheme and capabilities are
+    // the lock side's, stated once there.
     fn scheme(&self) -> &'static str {
-        "nats"
+        Lock::scheme(self)
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::all()
+        Lock::capabilities(self)
     }
 
     async fn campaign(
@@ -353,11 +351,13 @@ impl Election for NatsCoordinator {
         options: &CampaignOptions,
     ) -> Result<Leadership> {
         validate_campaign(role, candidate, options)?;
-        let deadline = options
-            .wait
-            .and_then(|wait| Instant::now().checked_add(wait));
         let hold = self
-            .take(key("election", role), candidate, options.ttl, deadline)
+            .take(
+                key("election", role),
+                candidate,
+                options.ttl,
+                options.deadline(),
+            )
             .await?;
         let leader = Leader::new(role, candidate, hold.token());
         Ok(Leadership::new(leader, hold))
