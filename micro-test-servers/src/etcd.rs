@@ -45,7 +45,7 @@ impl EtcdServer {
         ];
         let log = data.path().join("etcd.log");
         let server = EtcdServer {
-            process: ServerProcess::new("etcd", program, args, log),
+            process: ServerProcess::new("etcd", program, args, data.path().to_path_buf(), log),
             port,
             data,
         };

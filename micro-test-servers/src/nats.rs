@@ -51,7 +51,13 @@ impl NatsServer {
         ];
         let log = data.path().join("nats-server.log");
         let server = NatsServer {
-            process: ServerProcess::new("nats-server", program, args, log),
+            process: ServerProcess::new(
+                "nats-server",
+                program,
+                args,
+                data.path().to_path_buf(),
+                log,
+            ),
             port,
             monitor_port,
             data,

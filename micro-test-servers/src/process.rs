@@ -1,6 +1,6 @@
 //! A server process under a watchdog, with kill and restart.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
@@ -19,9 +19,13 @@ server=$!
 echo "$server"
 # The shell would report "Killed" for its job below; nobody needs that.
 exec 2>/dev/null
-read -r _ignored
+read -r reason
 kill -9 "$server" 2>/dev/null
 wait "$server"
+# Only kill() says "keep" (a restart follows). Anything else means the test
+# process is gone, and nobody will delete the data directory but us: a shared
+# server's lives in a static that is never dropped.
+[ "$reason" = keep ] || rm -rf "$MICRO_SERVER_DATA"
 "#;
 
 /// What a server needs to be started again the same way.
@@ -30,6 +34,7 @@ pub(crate) struct ServerProcess {
     name: &'static str,
     program: PathBuf,
     args: Vec<String>,
+    data: PathBuf,
     log: PathBuf,
     running: Mutex<Option<Running>>,
 }
@@ -41,16 +46,20 @@ struct Running {
 }
 
 impl ServerProcess {
+    /// `data` is the server's data directory: the watchdog deletes it once
+    /// the test process is gone (not after [`kill`](Self::kill)).
     pub(crate) fn new(
         name: &'static str,
         program: PathBuf,
         args: Vec<String>,
+        data: PathBuf,
         log: PathBuf,
     ) -> Self {
         ServerProcess {
             name,
             program,
             args,
+            data,
             log,
             running: Mutex::new(None),
         }
@@ -91,6 +100,7 @@ impl ServerProcess {
             .arg(&self.program)
             .args(&self.args)
             .env("MICRO_SERVER_LOG", &self.log)
+            .env("MICRO_SERVER_DATA", &self.data)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -121,9 +131,12 @@ impl ServerProcess {
             .take();
         if let Some(Running {
             mut watchdog,
-            stdin,
+            mut stdin,
         }) = running
         {
+            // "keep": a restart will want the data. If the write fails, the
+            // watchdog and its server are gone already.
+            let _ = stdin.write_all(b"keep\n");
             drop(stdin);
             tokio::task::spawn_blocking(move || watchdog.wait())
                 .await
