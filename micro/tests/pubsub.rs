@@ -173,6 +173,15 @@ async fn undecodable_messages_are_dropped_and_counted(kind: Kind) {
     assert_eq!(receive(&mut seen_rx, 1).await, [(1, 3)]);
     let subscribers = running.subscribers().unwrap();
     assert_eq!(subscribers.undecodable_messages(), 1);
+    // The handler reports the event before it returns, and the message counts
+    // as handled only once it has returned, so the count may lag a moment.
+    let counted = tokio::time::timeout(WAIT, async {
+        while subscribers.handled_messages() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "the handled message was never counted");
     assert_eq!(subscribers.handled_messages(), 1);
     running.stop().await.unwrap();
 }
