@@ -2,12 +2,21 @@
 //! panic, a passed deadline or a server shutdown each end the call with the
 //! error the caller can act on, instead of taking the server down or hanging.
 
-use std::{any::Any, future::Future, panic::AssertUnwindSafe};
+use std::{
+    any::Any,
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
-use tokio::time::Instant;
-use tokio_util::{sync::CancellationToken, task::task_tracker::TaskTrackerToken};
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::time::{Instant, Sleep};
+use tokio_util::{
+    sync::{CancellationToken, WaitForCancellationFutureOwned},
+    task::task_tracker::TaskTrackerToken,
+};
 
 use crate::{BodyStream, Error, Handler, Request, Response, Result};
 
@@ -20,7 +29,25 @@ pub(crate) async fn serve_call(
     shutdown: Option<&CancellationToken>,
 ) -> Result<Response> {
     let deadline = request.deadline;
-    guard_call(deadline, shutdown, handler.call_once(request)).await
+    guard_call(
+        deadline,
+        shutdown,
+        DeadlineTimer::Tokio,
+        handler.call_once(request),
+    )
+    .await
+}
+
+/// What races a call's deadline on the serving side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DeadlineTimer {
+    /// A tokio timer: follows tokio's clock, which tests may pause; for
+    /// in-process calls.
+    Tokio,
+    /// The process-wide deadline thread (see the `deadline` module): no
+    /// tokio timer per call; for calls that came over the network.
+    #[cfg(any(feature = "http", feature = "grpc"))]
+    Shared,
 }
 
 /// Runs `call`, the serving side's work on one call, so that a panic in it
@@ -28,10 +55,12 @@ pub(crate) async fn serve_call(
 /// `shutdown`; `call` is dropped (cancelled) when either wins.
 ///
 /// This is the one deadline race of the serving side. The call is polled
-/// before the timer, so a call that finishes without waiting never arms one.
+/// before the deadline is armed, so a call that finishes without waiting
+/// never arms one.
 pub(crate) async fn guard_call<T, E: From<Error>>(
     deadline: Option<Instant>,
     shutdown: Option<&CancellationToken>,
+    timer: DeadlineTimer,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     // The timer only notices a deadline at its next tick, so one that has
@@ -46,12 +75,22 @@ pub(crate) async fn guard_call<T, E: From<Error>>(
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        biased;
-        outcome = call => outcome.unwrap_or_else(|panic| Err(panic_error(panic.as_ref()).into())),
-        () = shutdown => Err(shutdown_error().into()),
-        () = sleep_until_deadline(deadline) => Err(deadline_exceeded().into()),
-    }
+    let guarded = async {
+        tokio::select! {
+            biased;
+            outcome = call => outcome.unwrap_or_else(|panic| Err(panic_error(panic.as_ref()).into())),
+            () = shutdown => Err(shutdown_error().into()),
+        }
+    };
+    let Some(deadline) = deadline else {
+        return guarded.await;
+    };
+    let outcome = match timer {
+        DeadlineTimer::Tokio => tokio::time::timeout_at(deadline, guarded).await.ok(),
+        #[cfg(any(feature = "http", feature = "grpc"))]
+        DeadlineTimer::Shared => crate::deadline::within(deadline, guarded).await,
+    };
+    outcome.unwrap_or_else(|| Err(deadline_exceeded().into()))
 }
 
 /// What a streamed body passed between caller and handler is held to.
@@ -69,50 +108,138 @@ pub(crate) struct StreamLimits {
 
 /// Wraps a stream so that each message is held to `limits`, a panic while
 /// producing one becomes an `Internal` error, and the first error ends it.
+///
+/// The stream is polled first and the deadline and shutdown are only checked
+/// (cheaply) per message; their timer and waiter are armed only once the
+/// stream has to wait. So a busy stream pays no timer registration per
+/// message, and a stream that is always ready still stops at the deadline.
 pub(crate) fn limit_stream(
     stream: BodyStream,
     what: &'static str,
     limits: StreamLimits,
 ) -> BodyStream {
-    futures::stream::unfold(Some((stream, limits)), move |state| async move {
-        let (mut stream, limits) = state?;
-        let message = next_message(&mut stream, what, &limits).await?;
-        let go_on = message.is_ok();
-        Some((message, go_on.then_some((stream, limits))))
+    Box::pin(LimitedStream {
+        stream: Some(stream),
+        what,
+        limits,
+        deadline_timer: None,
+        shutdown_waiter: None,
+        since_shutdown_check: 0,
     })
-    .boxed()
 }
 
-async fn next_message(
-    stream: &mut BodyStream,
+/// The stream [`limit_stream`] returns.
+struct LimitedStream {
+    /// `None` once the stream has ended or failed.
+    stream: Option<BodyStream>,
     what: &'static str,
-    limits: &StreamLimits,
-) -> Option<Result<Bytes>> {
-    let shutdown = async {
-        match &limits.shutdown {
-            Some(shutdown) => shutdown.cancelled().await,
-            None => std::future::pending().await,
+    limits: StreamLimits,
+    /// Armed the first time the stream waits with a deadline set.
+    deadline_timer: Option<Pin<Box<Sleep>>>,
+    /// Armed the first time the stream waits with a shutdown token set.
+    shutdown_waiter: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Messages passed since the shutdown token was last looked at.
+    since_shutdown_check: u32,
+}
+
+/// How many ready messages may pass between two looks at the shutdown token
+/// (each look takes the token's lock); a stream that waits looks every time.
+const SHUTDOWN_CHECK_EVERY: u32 = 64;
+
+impl LimitedStream {
+    /// Ends the stream with `error` as its last item.
+    fn end_with(&mut self, error: Error) -> Poll<Option<Result<Bytes>>> {
+        self.finish();
+        Poll::Ready(Some(Err(error)))
+    }
+
+    /// Lets go of the source, the timer and the waiter once the stream ends.
+    fn finish(&mut self) {
+        self.stream = None;
+        self.deadline_timer = None;
+        self.shutdown_waiter = None;
+    }
+
+    /// The error that stops the stream now, if the shutdown or the deadline
+    /// has come. The shutdown is looked at every [`SHUTDOWN_CHECK_EVERY`]
+    /// messages: a stream that is always ready still ends, a few messages later.
+    fn stopped(&mut self) -> Option<Error> {
+        if let Some(shutdown) = &self.limits.shutdown {
+            self.since_shutdown_check += 1;
+            if self.since_shutdown_check >= SHUTDOWN_CHECK_EVERY {
+                self.since_shutdown_check = 0;
+                if shutdown.is_cancelled() {
+                    return Some(shutdown_error());
+                }
+            }
         }
-    };
-    tokio::select! {
-        biased;
-        () = shutdown => Some(Err(shutdown_error())),
-        () = sleep_until_deadline(limits.deadline) => Some(Err(deadline_exceeded())),
-        next = AssertUnwindSafe(stream.next()).catch_unwind() => match next {
-            Err(panic) => Some(Err(panic_error(panic.as_ref()))),
-            Ok(Some(Ok(message))) if message.len() > limits.max_message_size => Some(Err(
-                body_too_large(&format!("streamed {what} message"), message.len(), limits.max_message_size),
-            )),
-            Ok(next) => next,
-        },
+        if self
+            .limits
+            .deadline
+            .is_some_and(|deadline| deadline <= Instant::now())
+        {
+            return Some(deadline_exceeded());
+        }
+        None
+    }
+
+    /// Registers for a wake-up at the shutdown or the deadline, whichever
+    /// comes first; `Ready` with the error if one already has.
+    fn wait_for_stop(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+        if let Some(shutdown) = &self.limits.shutdown {
+            let waiter = self
+                .shutdown_waiter
+                .get_or_insert_with(|| Box::pin(shutdown.clone().cancelled_owned()));
+            if waiter.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(shutdown_error());
+            }
+        }
+        if let Some(deadline) = self.limits.deadline {
+            let timer = self
+                .deadline_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(deadline_exceeded());
+            }
+        }
+        Poll::Pending
     }
 }
 
-/// Resolves when `deadline` passes; never, when there is none.
-pub(crate) async fn sleep_until_deadline(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+impl Stream for LimitedStream {
+    type Item = Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
+        let this = self.get_mut();
+        if this.stream.is_none() {
+            return Poll::Ready(None);
+        }
+        if let Some(error) = this.stopped() {
+            return this.end_with(error);
+        }
+        let stream = this.stream.as_mut().expect("checked above");
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| stream.poll_next_unpin(cx)));
+        match polled {
+            Err(panic) => this.end_with(panic_error(panic.as_ref())),
+            Ok(Poll::Ready(Some(Ok(message)))) if message.len() > this.limits.max_message_size => {
+                let error = body_too_large(
+                    &format!("streamed {} message", this.what),
+                    message.len(),
+                    this.limits.max_message_size,
+                );
+                this.end_with(error)
+            }
+            Ok(Poll::Ready(Some(Ok(message)))) => Poll::Ready(Some(Ok(message))),
+            Ok(Poll::Ready(Some(Err(error)))) => this.end_with(error),
+            Ok(Poll::Ready(None)) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Ok(Poll::Pending) => match this.wait_for_stop(cx) {
+                Poll::Ready(error) => this.end_with(error),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 

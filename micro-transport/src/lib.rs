@@ -106,6 +106,8 @@ mod body;
 mod call;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(feature = "http", feature = "grpc"))]
+mod deadline;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 mod hop;

@@ -84,9 +84,9 @@ impl ChannelInner {
         let done = CancellationToken::new().drop_guard();
         let outcome = match request.deadline {
             Some(deadline) => {
-                tokio::time::timeout_at(deadline, self.exchange(request, &slot, done))
+                crate::deadline::within(deadline, self.exchange(request, &slot, done))
                     .await
-                    .unwrap_or_else(|_| Err(deadline_exceeded()))
+                    .unwrap_or_else(|| Err(deadline_exceeded()))
             }
             None => self.exchange(request, &slot, done).await,
         };

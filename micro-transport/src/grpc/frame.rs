@@ -27,6 +27,11 @@ const HEADER_LEN: usize = 5;
 /// (one DATA chunk); larger ones go out as header and payload, uncopied.
 const COPY_LIMIT: usize = 16 * 1024;
 
+/// A stream's small messages that are ready at once are framed into one chunk
+/// until it holds this many bytes: one DATA frame and one write for many
+/// messages. A message that is not ready yet is never waited for.
+const BATCH_LIMIT: usize = 32 * 1024;
+
 /// The frame header of a message of `len` bytes.
 fn header(len: usize) -> Result<[u8; HEADER_LEN]> {
     let len =
@@ -58,6 +63,11 @@ pub(super) struct OutBody {
     state: State,
     /// The next chunk to send (the payload of a large message).
     pending: Option<Bytes>,
+    /// An item taken from the stream that did not join the batch before it
+    /// (a large message, or an error): it goes next.
+    held: Option<Result<Bytes>>,
+    /// Where batches of small messages are framed; each batch is split off.
+    buffer: BytesMut,
     /// Server side: trailers carry the outcome. Client side: `None`.
     trailers: Option<HeaderMap>,
     /// Client side: where a failing request stream's error goes.
@@ -111,6 +121,8 @@ impl OutBody {
         OutBody {
             state,
             pending: None,
+            held: None,
+            buffer: BytesMut::new(),
             trailers,
             error_slot,
             max_message_size,
@@ -159,6 +171,59 @@ impl OutBody {
     }
 }
 
+impl OutBody {
+    /// The next chunk of a stream: every small message that is ready, framed
+    /// into one batch of up to [`BATCH_LIMIT`] bytes; a large message or an
+    /// error on its own; the trailers at the end.
+    fn poll_stream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut batched = 0;
+        loop {
+            let next = match (self.held.take(), &mut self.state) {
+                (Some(item), _) => Poll::Ready(Some(item)),
+                (None, State::Stream(stream)) => stream.poll_next_unpin(cx),
+                (None, _) => Poll::Ready(None),
+            };
+            match next {
+                Poll::Ready(Some(Ok(message)))
+                    if message.len() <= COPY_LIMIT && message.len() <= self.max_message_size =>
+                {
+                    let framed = HEADER_LEN + message.len();
+                    if self.buffer.capacity() - self.buffer.len() < framed {
+                        self.buffer.reserve(framed.max(BATCH_LIMIT));
+                    }
+                    // A message within COPY_LIMIT always has a header.
+                    let header = header(message.len()).expect("a small message's length fits");
+                    self.buffer.extend_from_slice(&header);
+                    self.buffer.extend_from_slice(&message);
+                    batched += framed;
+                    if batched >= BATCH_LIMIT {
+                        break;
+                    }
+                }
+                Poll::Ready(Some(item)) if batched > 0 => {
+                    self.held = Some(item);
+                    break;
+                }
+                Poll::Ready(Some(Ok(message))) => return self.message(message),
+                Poll::Ready(Some(Err(err))) => return self.fail(err),
+                Poll::Ready(None) => {
+                    self.state = State::Done;
+                    if batched > 0 {
+                        break;
+                    }
+                    return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+                }
+                Poll::Pending if batched > 0 => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::data(self.buffer.split().freeze()))))
+    }
+}
+
 impl HttpBody for OutBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -176,6 +241,7 @@ impl HttpBody for OutBody {
             this.abandoned = None;
             this.state = State::Done;
             this.pending = None;
+            this.held = None;
             return Poll::Ready(Some(Err(Error::cancelled(
                 "the caller is done with the call",
             )
@@ -192,21 +258,16 @@ impl HttpBody for OutBody {
                     Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
                 }
             },
-            State::Stream(stream) => match stream.poll_next_unpin(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Some(Ok(message))) => this.message(message),
-                Poll::Ready(Some(Err(err))) => this.fail(err),
-                Poll::Ready(None) => {
-                    this.state = State::Done;
-                    Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
-                }
-            },
+            State::Stream(_) => this.poll_stream(cx),
             State::Done => Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pending.is_none() && matches!(self.state, State::Done) && self.trailers.is_none()
+        self.pending.is_none()
+            && self.held.is_none()
+            && matches!(self.state, State::Done)
+            && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -405,5 +466,121 @@ pub(super) fn check_trailers(trailers: Option<&HeaderMap>) -> Result<()> {
         Some(Ok(false)) | None => Err(Error::internal(
             "the gRPC response ended without a grpc-status",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+    use crate::ErrorKind;
+
+    /// Every frame an [`OutBody`] yields, until its end.
+    async fn frames(mut body: OutBody) -> Vec<Frame<Bytes>> {
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            frames.push(frame.expect("a server's response body does not fail"));
+        }
+        frames
+    }
+
+    fn response(messages: Vec<Result<Bytes>>) -> OutBody {
+        OutBody::response(
+            crate::Body::stream(futures::stream::iter(messages)),
+            1 << 20,
+        )
+    }
+
+    /// Reads `frames` back as a client would: the messages and the trailers.
+    async fn decode(frames: Vec<Frame<Bytes>>) -> (Vec<Bytes>, Option<HeaderMap>) {
+        let body = StreamBody::new(futures::stream::iter(
+            frames.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ));
+        let mut decoder = Decoder::new(body, 1 << 20, "response");
+        let mut messages = Vec::new();
+        while let Some(message) = decoder.next_message().await.expect("well framed") {
+            messages.push(message);
+        }
+        (messages, decoder.trailers().cloned())
+    }
+
+    fn data_frames(frames: &[Frame<Bytes>]) -> usize {
+        frames.iter().filter(|frame| frame.is_data()).count()
+    }
+
+    #[tokio::test]
+    async fn ready_small_messages_share_chunks_and_read_back_in_order() {
+        let sent: Vec<Bytes> = (0..100u32)
+            .map(|i| Bytes::from(vec![i as u8; 1000]))
+            .collect();
+        let frames = frames(response(sent.iter().cloned().map(Ok).collect())).await;
+        // 100 framed messages of 1005 bytes fill chunks of 32 KiB: 4 of them.
+        assert_eq!(data_frames(&frames), 4);
+        let (received, trailers) = decode(frames).await;
+        assert_eq!(received, sent);
+        check_trailers(trailers.as_ref()).expect("grpc-status 0");
+    }
+
+    #[tokio::test]
+    async fn an_error_after_a_batch_comes_after_its_messages() {
+        let frames = frames(response(vec![
+            Ok(Bytes::from_static(b"one")),
+            Ok(Bytes::from_static(b"two")),
+            Err(Error::not_found("gone")),
+        ]))
+        .await;
+        assert_eq!(data_frames(&frames), 1);
+        let (received, trailers) = decode(frames).await;
+        assert_eq!(received, [&b"one"[..], &b"two"[..]]);
+        let err = check_trailers(trailers.as_ref()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_large_message_goes_on_its_own_after_the_batch_before_it() {
+        let large = Bytes::from(vec![9u8; COPY_LIMIT + 1]);
+        let sent = vec![
+            Bytes::from_static(b"small"),
+            large.clone(),
+            Bytes::from_static(b"tail"),
+        ];
+        let frames = frames(response(sent.iter().cloned().map(Ok).collect())).await;
+        // The batch, the large one's header, its payload uncopied, the tail.
+        assert_eq!(data_frames(&frames), 4);
+        let (received, trailers) = decode(frames).await;
+        assert_eq!(received, sent);
+        check_trailers(trailers.as_ref()).expect("grpc-status 0");
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_after_a_batch_fails_the_stream_after_it() {
+        let body = OutBody::response(
+            crate::Body::stream(futures::stream::iter(vec![
+                Ok(Bytes::from_static(b"fits")),
+                Ok(Bytes::from(vec![0u8; 64])),
+            ])),
+            16,
+        );
+        let frames = frames(body).await;
+        let (received, trailers) = decode(frames).await;
+        assert_eq!(received, [&b"fits"[..]]);
+        let err = check_trailers(trailers.as_ref()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
+    }
+
+    #[tokio::test]
+    async fn a_message_not_yet_ready_is_not_waited_for() {
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<Bytes>>();
+        sender
+            .unbounded_send(Ok(Bytes::from_static(b"now")))
+            .expect("open");
+        let mut body = OutBody::response(crate::Body::stream(receiver), 1 << 20);
+        let first = body.frame().await.expect("a frame").expect("data");
+        // The first message went out alone although the stream is still open.
+        assert_eq!(first.into_data().expect("data").len(), HEADER_LEN + 3);
+        drop(sender);
+        let rest = frames(body).await;
+        assert!(rest.iter().all(|frame| frame.is_trailers()));
     }
 }

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
-    call::{StreamLimits, body_too_large, guard_call, limit_stream},
+    call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
 };
 
 /// How long the accept loop pauses after a failed accept (such as running out
@@ -222,7 +222,7 @@ async fn answer(
         };
         state.handler.call_once(request).await
     };
-    let response = guard_call(deadline, Some(&state.cancel), call).await?;
+    let response = guard_call(deadline, Some(&state.cancel), DeadlineTimer::Shared, call).await?;
     let streamed = response.body.is_stream();
     let body = match response.body {
         Body::Full(bytes) if bytes.len() > max => {

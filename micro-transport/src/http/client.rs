@@ -88,9 +88,9 @@ impl ChannelInner {
     /// the calling side's one deadline race.
     async fn send(self: Arc<Self>, request: Request) -> Result<Response> {
         match request.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, self.exchange(request))
+            Some(deadline) => crate::deadline::within(deadline, self.exchange(request))
                 .await
-                .unwrap_or_else(|_| Err(deadline_exceeded())),
+                .unwrap_or_else(|| Err(deadline_exceeded())),
             None => self.exchange(request).await,
         }
     }

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
-    call::{StreamLimits, body_too_large, guard_call, limit_stream},
+    call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
 };
 
 /// How long the accept loop pauses after a failed accept (such as running out
@@ -243,7 +243,7 @@ async fn answer(
             .await
             .map_err(Rejection::from)
     };
-    let response = guard_call(deadline, None, call).await?;
+    let response = guard_call(deadline, None, DeadlineTimer::Shared, call).await?;
     let streamed = response.body.is_stream();
     let mut answer = ::http::Response::new(match response.body {
         Body::Full(bytes) => stream::full(bytes),
