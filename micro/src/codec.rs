@@ -29,7 +29,7 @@
 
 use std::{any::type_name, fmt};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{Error, Result};
@@ -116,25 +116,37 @@ impl ContentType {
     /// Encodes a serde value. Only JSON and MessagePack encode serde types;
     /// the others are an `InvalidArgument` error.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Bytes> {
-        match self {
-            ContentType::Json => serde_json::to_vec(value).map(Bytes::from).map_err(|err| {
-                Error::invalid_argument(format!(
-                    "cannot encode {} as {JSON}: {err}",
-                    type_name::<T>()
-                ))
-            }),
-            ContentType::MsgPack => {
-                rmp_serde::to_vec_named(value)
-                    .map(Bytes::from)
-                    .map_err(|err| {
-                        Error::invalid_argument(format!(
-                            "cannot encode {} as {MSGPACK}: {err}",
-                            type_name::<T>()
-                        ))
-                    })
+        let mut buffer = BytesMut::with_capacity(128);
+        self.encode_into(value, &mut buffer)?;
+        Ok(buffer.freeze())
+    }
+
+    /// Appends an encoded serde value to `buffer`; on failure `buffer` is
+    /// left as it was. Streams encode every message into one buffer this way.
+    pub(crate) fn encode_into<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        buffer: &mut BytesMut,
+    ) -> Result<()> {
+        let start = buffer.len();
+        let encoded = match self {
+            ContentType::Json => {
+                serde_json::to_writer((&mut *buffer).writer(), value).map_err(|err| err.to_string())
             }
-            ContentType::Protobuf | ContentType::Raw => Err(self.not_serde::<T>()),
-        }
+            ContentType::MsgPack => {
+                rmp_serde::encode::write_named(&mut (&mut *buffer).writer(), value)
+                    .map_err(|err| err.to_string())
+            }
+            ContentType::Protobuf | ContentType::Raw => return Err(self.not_serde::<T>()),
+        };
+        encoded.map_err(|err| {
+            buffer.truncate(start);
+            Error::invalid_argument(format!(
+                "cannot encode {} as {}: {err}",
+                type_name::<T>(),
+                self.as_str()
+            ))
+        })
     }
 
     /// Decodes a serde value. Only JSON and MessagePack decode serde types;
@@ -187,6 +199,13 @@ impl fmt::Display for ContentType {
 /// Encodes a protobuf message (`application/protobuf`).
 pub fn encode_proto<T: prost::Message>(message: &T) -> Bytes {
     Bytes::from(message.encode_to_vec())
+}
+
+/// Appends an encoded protobuf message to `buffer`, which grows to fit it.
+pub(crate) fn encode_proto_into<T: prost::Message>(message: &T, buffer: &mut BytesMut) {
+    buffer.reserve(message.encoded_len());
+    // Only a buffer that cannot grow fails to take a message; this one grows.
+    message.encode_raw(buffer);
 }
 
 /// Decodes a protobuf message; malformed input is an `InvalidArgument` error
@@ -256,6 +275,25 @@ mod tests {
             },
             maybe: Some(1.5),
         }
+    }
+
+    #[test]
+    fn encoding_into_a_buffer_appends_and_a_failure_leaves_it_as_it_was() {
+        for codec in [ContentType::Json, ContentType::MsgPack] {
+            let mut buffer = BytesMut::from(&b"kept"[..]);
+            codec.encode_into(&outer(), &mut buffer).unwrap();
+            assert_eq!(&buffer[..4], b"kept");
+            let decoded: Outer = codec.decode(&buffer[4..]).unwrap();
+            assert_eq!(decoded, outer());
+        }
+        // JSON map keys must be strings: this fails after writing "{".
+        let unencodable: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        let mut buffer = BytesMut::from(&b"kept"[..]);
+        let err = ContentType::Json
+            .encode_into(&unencodable, &mut buffer)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(&buffer[..], b"kept");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The calling side of streaming: the [`CallBuilder`] methods that open
 //! streams, and the client's way of opening one.
 
+use bytes::BytesMut;
 use futures::Stream;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
@@ -162,9 +163,10 @@ where
     S: Stream<Item = Result<Req>> + Send + 'static,
     Req: Send + 'static,
 {
-    Body::Stream(encode_stream(requests, move |request: &Req| {
-        C::encode(content_type, request)
-    }))
+    Body::Stream(encode_stream(
+        requests,
+        move |request: &Req, buffer: &mut BytesMut| C::encode_into(content_type, request, buffer),
+    ))
 }
 
 /// The deadline of a stream: only one the call or its scope asks for (see

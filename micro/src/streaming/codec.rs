@@ -1,7 +1,7 @@
 //! How the streaming methods encode and decode messages: one codec type per
 //! family of message types, so each streaming shape is written once.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
@@ -18,6 +18,11 @@ pub(crate) trait Codec: Send + Sync + 'static {
 /// Encodes messages of type `T`.
 pub(crate) trait Encode<T>: Codec {
     fn encode(content_type: ContentType, message: &T) -> Result<Bytes>;
+
+    /// Appends the encoded message to `buffer` (left as it was on failure).
+    /// A stream encodes all its messages into one buffer and splits each off,
+    /// so small messages cost no allocation each.
+    fn encode_into(content_type: ContentType, message: &T, buffer: &mut BytesMut) -> Result<()>;
 }
 
 /// Decodes messages of type `T`.
@@ -35,6 +40,10 @@ impl Codec for Serde {
 impl<T: Serialize> Encode<T> for Serde {
     fn encode(content_type: ContentType, message: &T) -> Result<Bytes> {
         content_type.encode(message)
+    }
+
+    fn encode_into(content_type: ContentType, message: &T, buffer: &mut BytesMut) -> Result<()> {
+        content_type.encode_into(message, buffer)
     }
 }
 
@@ -54,6 +63,11 @@ impl Codec for Proto {
 impl<T: prost::Message> Encode<T> for Proto {
     fn encode(_content_type: ContentType, message: &T) -> Result<Bytes> {
         Ok(codec::encode_proto(message))
+    }
+
+    fn encode_into(_content_type: ContentType, message: &T, buffer: &mut BytesMut) -> Result<()> {
+        codec::encode_proto_into(message, buffer);
+        Ok(())
     }
 }
 

@@ -115,7 +115,7 @@ use std::{
     task::{Context as TaskContext, Poll, ready},
 };
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures::{Stream, StreamExt};
 
 pub use self::channel::{Receiver, Sender, channel};
@@ -185,15 +185,29 @@ impl<T> fmt::Debug for Streaming<T> {
     }
 }
 
-/// Encodes each message of `messages` as it is pulled; the first error
-/// (the stream's own, or one encoding) is the last item.
+/// How much a stream's encoding buffer takes at a time: the messages encoded
+/// into one such block share its allocation (each is split off as it is
+/// done), so small messages cost no allocation each.
+const ENCODE_BLOCK: usize = 32 * 1024;
+
+/// Encodes each message of `messages` as it is pulled, appending it with
+/// `encode` to a buffer the stream keeps; the first error (the stream's own,
+/// or one encoding) is the last item.
 pub(crate) fn encode_stream<T, S, E>(messages: S, encode: E) -> BodyStream
 where
     S: Stream<Item = Result<T>> + Send + 'static,
-    E: Fn(&T) -> Result<Bytes> + Send + 'static,
+    E: Fn(&T, &mut BytesMut) -> Result<()> + Send + 'static,
 {
+    let mut buffer = BytesMut::new();
     messages
-        .map(move |message| message.and_then(|message| encode(&message)))
+        .map(move |message| {
+            let message = message?;
+            if buffer.capacity() - buffer.len() < ENCODE_BLOCK / 8 {
+                buffer.reserve(ENCODE_BLOCK);
+            }
+            encode(&message, &mut buffer)?;
+            Ok(buffer.split().freeze())
+        })
         .scan(false, |failed, item| {
             let end = *failed;
             *failed = item.is_err();

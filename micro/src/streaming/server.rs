@@ -3,6 +3,7 @@
 
 use std::{future::Future, sync::Arc};
 
+use bytes::BytesMut;
 use futures::{FutureExt, Stream};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -37,8 +38,8 @@ where
     Resp: Send + 'static,
     S: Stream<Item = Result<Resp>> + Send + 'static,
 {
-    let body = encode_stream(replies, move |reply: &Resp| {
-        C::encode(content_type, reply).map_err(unencodable_reply)
+    let body = encode_stream(replies, move |reply: &Resp, buffer: &mut BytesMut| {
+        C::encode_into(content_type, reply, buffer).map_err(unencodable_reply)
     });
     Response::new(Body::Stream(body)).with_content_type(content_type.as_str())
 }
