@@ -158,6 +158,131 @@ async fn abort_refuses_later_work() {
     assert_eq!(err.kind(), ErrorKind::Cancelled);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_come_back_after_the_pool_was_idle() {
+    let pool = KeyedPool::with_concurrency(3);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    for round in 0..5_u32 {
+        for seq in 0..20_u32 {
+            let log = Arc::clone(&log);
+            pool.submit(seq % 4, async move {
+                tokio::task::yield_now().await;
+                log.lock().unwrap().push((round, seq % 4, seq));
+            })
+            .await
+            .unwrap();
+        }
+        timeout(WAIT, pool.idle()).await.expect("the pool drains");
+        assert_eq!(pool.keys_in_flight(), 0);
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 20 * (round as usize + 1), "round {round}");
+        for key in 0..4 {
+            let order: Vec<u32> = log
+                .iter()
+                .filter(|(r, k, _)| *r == round && *k == key)
+                .map(|(_, _, seq)| *seq)
+                .collect();
+            let expected: Vec<u32> = (0..20).filter(|seq| seq % 4 == key).collect();
+            assert_eq!(order, expected, "round {round}, key {key}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_after_an_await_leave_the_workers_running() {
+    // One worker: if a panic took it down, nothing after it would run.
+    let pool = KeyedPool::with_concurrency(1);
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    for item in 0..6_u32 {
+        let ran = Arc::clone(&ran);
+        pool.submit(item % 2, async move {
+            tokio::task::yield_now().await;
+            if item % 3 == 0 {
+                panic!("handler bug in item {item}");
+            }
+            ran.lock().unwrap().push(item);
+        })
+        .await
+        .unwrap();
+    }
+    timeout(WAIT, pool.idle()).await.expect("the pool drains");
+    let mut ran = ran.lock().unwrap().clone();
+    ran.sort_unstable();
+    assert_eq!(ran, [1, 2, 4, 5]);
+    assert_eq!(pool.keys_in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_drops_a_stuck_item_and_the_queued_ones() {
+    struct SetOnDrop(Arc<AtomicUsize>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let pool = KeyedPool::with_concurrency(2);
+    let (started_tx, mut started) = watch::channel(false);
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let stuck = SetOnDrop(Arc::clone(&dropped));
+    pool.submit("k", async move {
+        let _stuck = stuck;
+        let _ = started_tx.send(true);
+        std::future::pending::<()>().await;
+    })
+    .await
+    .unwrap();
+    let queued_ran = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::clone(&queued_ran);
+    pool.submit("k", async move {
+        queued.fetch_add(1, Ordering::SeqCst);
+    })
+    .await
+    .unwrap();
+    timeout(WAIT, started.wait_for(|started| *started))
+        .await
+        .expect("the first item starts")
+        .unwrap();
+    pool.abort();
+    timeout(WAIT, pool.idle())
+        .await
+        .expect("the aborted pool drains");
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the stuck item was dropped"
+    );
+    assert_eq!(
+        queued_ran.load(Ordering::SeqCst),
+        0,
+        "a queued item ran after abort"
+    );
+    assert_eq!(pool.keys_in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_items_run_after_the_pool_is_dropped() {
+    let pool = KeyedPool::with_concurrency(2);
+    let gate = Arc::new(Semaphore::new(0));
+    let (done_tx, mut done) = tokio::sync::mpsc::channel(16);
+    for item in 0..8_u32 {
+        let (gate, done_tx) = (Arc::clone(&gate), done_tx.clone());
+        pool.submit(item % 3, async move {
+            let _ = gate.acquire().await;
+            let _ = done_tx.send(item).await;
+        })
+        .await
+        .unwrap();
+    }
+    drop((pool, done_tx));
+    gate.add_permits(8);
+    let mut finished = Vec::new();
+    while let Some(item) = timeout(WAIT, done.recv()).await.expect("items finish") {
+        finished.push(item);
+    }
+    finished.sort_unstable();
+    assert_eq!(finished, (0..8).collect::<Vec<_>>());
+}
+
 /// Records, in one log, when handlers finish and when deliveries are settled.
 struct Recorder {
     log: Arc<Mutex<Vec<String>>>,

@@ -94,7 +94,7 @@ pub use config::{BUFFER_ENV, MemoryConfig, OVERFLOW_ENV, OverflowPolicy};
 use self::{state::Shared, subscription::Deliveries};
 use crate::{
     Broker, Capabilities, Message, Result, SubscribeOptions, Subscription,
-    topic::{Pattern, validate_queue_group, validate_topic},
+    topic::{Pattern, validate_queue_group},
 };
 
 /// The scheme naming this backend: `memory`.
@@ -171,10 +171,9 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
-        validate_topic(topic)?;
-        let targets = self.shared.targets(topic);
+        let targets = self.shared.targets(topic)?;
         let mut reservations = Vec::with_capacity(targets.len());
-        for target in targets {
+        for target in targets.iter() {
             reservations.extend(self.shared.reserve(topic, target).await?);
         }
         self.shared.deliver(topic, message, reservations);
@@ -187,9 +186,13 @@ impl Broker for MemoryBroker {
         if let Some(group) = &options.queue {
             validate_queue_group(group)?;
         }
-        let (id, redelivery) = self.shared.subscribe(pattern, options.queue.as_deref());
-        let deliveries =
-            Deliveries::new(Arc::clone(&self.shared), id, redelivery, options.manual_ack);
+        let (inbox, redelivery) = self.shared.subscribe(pattern, options.queue.as_deref());
+        let deliveries = Deliveries::new(
+            Arc::clone(&self.shared),
+            inbox,
+            redelivery,
+            options.manual_ack,
+        );
         Ok(Subscription::new(topic, Box::pin(deliveries)))
     }
 }

@@ -1,30 +1,50 @@
-//! The routing table and the per-subscriber buffers behind one lock.
+//! The routing table, and one inbox per subscriber.
 //!
-//! Capacity lives outside the lock, in one [`Semaphore`] per subscriber: a
-//! publisher first reserves a slot (awaiting it under [`OverflowPolicy::Block`])
-//! and only then takes the lock to place the message. The permit travels with
-//! the message and is released when the subscriber takes it (or, in manual-ack
-//! mode, when the delivery is settled), which is what bounds the buffers.
+//! Publishing is the hot path, so it touches as little shared state as it
+//! can: the subscribers a topic reaches are looked up once and kept in a
+//! cache of `Arc` snapshots (cleared whenever a subscription comes or goes),
+//! each subscriber has its own inbox with its own short lock, and capacity is
+//! counted outside any lock, in one [`Slots`] counter per subscriber. A
+//! publisher first reserves a slot at everyone it must reach (awaiting one
+//! under [`OverflowPolicy::Block`]) and only then places the message. The slot
+//! travels with the message and is given back when the subscriber takes it
+//! (or, in manual-ack mode, when the delivery is settled), which is what
+//! bounds the buffers. The routing table itself, queue groups and
+//! redeliveries sit behind one broker-wide lock that publishing takes only on
+//! a cache miss or for a queue group.
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     task::{Context, Poll, Waker},
 };
 
 use futures::future::{self, Either};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 
 use super::{MemoryConfig, OverflowPolicy};
-use crate::{Error, Message, Result, topic::Pattern};
+use crate::{
+    Error, Message, Result,
+    topic::{Pattern, validate_topic},
+};
+
+/// How many topics the routing cache remembers before it starts over; it only
+/// saves work, so forgetting is always safe, and it must not grow with the
+/// number of distinct topics ever published to.
+const CACHED_TOPICS: usize = 4096;
 
 /// One message waiting in a buffer, or delivered and not yet settled.
 #[derive(Debug)]
 pub(super) struct Entry {
-    pub(super) topic: String,
-    pub(super) message: Message,
+    pub(super) topic: Arc<str>,
+    /// Shared by every subscriber the publish reached; each takes its own copy
+    /// when it receives it, the last one without copying.
+    pub(super) message: Arc<Message>,
     /// The buffer slot this message occupies; dropping it makes room.
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
 }
 
 impl Entry {
@@ -43,12 +63,119 @@ pub(super) enum Redelivery {
     Group(u64),
 }
 
+/// The free places of one subscriber's buffer: a counter, awaited through a
+/// [`Notify`] only when it is at zero. Unlike a semaphore, giving a slot back
+/// takes no lock unless a publisher is waiting.
+#[derive(Debug)]
+pub(super) struct Slots {
+    free: AtomicUsize,
+    /// Publishers waiting for a slot; giving one back wakes them only then.
+    waiting: AtomicUsize,
+    closed: AtomicBool,
+    room: Notify,
+}
+
+impl Slots {
+    fn new(capacity: usize) -> Slots {
+        Slots {
+            free: AtomicUsize::new(capacity),
+            waiting: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            room: Notify::new(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Takes a slot if one is free, without waiting.
+    fn try_take(&self) -> bool {
+        self.free
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |free| {
+                free.checked_sub(1)
+            })
+            .is_ok()
+    }
+
+    /// Waits for a slot; `false` once the subscriber is gone.
+    async fn take(&self) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        if self.try_take() {
+            return true;
+        }
+        let _waiting = Waiting::register(&self.waiting);
+        loop {
+            let room = self.room.notified();
+            let mut room = std::pin::pin!(room);
+            // Registered before looking again, so a slot given back right after
+            // the look still wakes this publisher.
+            room.as_mut().enable();
+            if self.is_closed() {
+                return false;
+            }
+            if self.try_take() {
+                return true;
+            }
+            room.await;
+        }
+    }
+
+    fn give_back(&self) {
+        self.free.fetch_add(1, Ordering::SeqCst);
+        // SeqCst on both counters: either a waiter sees the slot when it looks
+        // again, or this sees the waiter and wakes it.
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// The subscriber left: publishers waiting for it stop waiting.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.room.notify_waiters();
+    }
+}
+
+/// Counts one waiting publisher for as long as it lives (its future may be
+/// dropped while it waits).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn register(waiting: &'a AtomicUsize) -> Waiting<'a> {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One reserved place in a subscriber's buffer, given back on drop.
+#[derive(Debug)]
+struct Slot(Arc<Slots>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
+}
+
 /// Broker state shared by every clone of a `MemoryBroker`, its subscriptions
 /// and their unsettled deliveries.
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) config: MemoryConfig,
     state: Mutex<State>,
+    /// Who each recently published topic reaches. Written only while `state`
+    /// is locked, and cleared there whenever a route changes, so it never
+    /// outlives the table it was computed from.
+    targets: RwLock<HashMap<String, Arc<[Target]>>>,
 }
 
 #[derive(Debug, Default)]
@@ -58,7 +185,7 @@ struct State {
     exact: HashMap<String, Route>,
     /// Routes of wildcard patterns, matched one by one.
     wildcard: HashMap<String, Route>,
-    subscribers: HashMap<u64, SubscriberState>,
+    subscribers: HashMap<u64, Arc<Inbox>>,
     groups: HashMap<u64, GroupState>,
 }
 
@@ -70,15 +197,31 @@ struct Route {
     groups: HashMap<String, u64>,
 }
 
+/// What one subscriber has been sent and not yet taken.
 #[derive(Debug)]
-struct SubscriberState {
+pub(super) struct Inbox {
+    id: u64,
     pattern: String,
-    group: Option<u64>,
-    capacity: Arc<Semaphore>,
+    /// The queue group it belongs to, with the group's redeliveries.
+    group: Option<(u64, Arc<GroupQueue>)>,
+    slots: Arc<Slots>,
+    queue: Mutex<InboxQueue>,
+}
+
+#[derive(Debug, Default)]
+struct InboxQueue {
     buffer: VecDeque<Entry>,
     /// Redeliveries of a fan-out subscriber; group members share their group's.
     redeliveries: VecDeque<Entry>,
     waker: Option<Waker>,
+    /// Set when the subscriber leaves; nothing is placed here afterwards.
+    closed: bool,
+}
+
+/// Redeliveries of a queue group, taken by whichever member asks first.
+#[derive(Debug, Default)]
+struct GroupQueue {
+    redeliveries: Mutex<VecDeque<Entry>>,
 }
 
 #[derive(Debug)]
@@ -87,7 +230,7 @@ struct GroupState {
     pattern: String,
     members: Vec<u64>,
     cursor: usize,
-    redeliveries: VecDeque<Entry>,
+    queue: Arc<GroupQueue>,
     /// Signalled when members join or leave, so a blocked publisher looks again.
     membership: Arc<Notify>,
 }
@@ -95,11 +238,7 @@ struct GroupState {
 /// Someone a published message must reach, in the order slots are reserved.
 #[derive(Debug)]
 pub(super) enum Target {
-    Subscriber {
-        id: u64,
-        pattern: String,
-        capacity: Arc<Semaphore>,
-    },
+    Subscriber(Arc<Inbox>),
     Group {
         id: u64,
         name: String,
@@ -114,7 +253,8 @@ impl Target {
     /// that cycle impossible. Ids come from one counter, so ranks are unique.
     fn rank(&self) -> u64 {
         match self {
-            Target::Subscriber { id, .. } | Target::Group { id, .. } => *id,
+            Target::Subscriber(inbox) => inbox.id,
+            Target::Group { id, .. } => *id,
         }
     }
 }
@@ -122,9 +262,75 @@ impl Target {
 /// A reserved buffer slot, ready to receive the message.
 #[derive(Debug)]
 pub(super) struct Reservation {
-    subscriber: u64,
-    group: Option<u64>,
-    slot: OwnedSemaphorePermit,
+    inbox: Arc<Inbox>,
+    slot: Slot,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent before anything can
+    // panic, so a poisoned lock still guards valid data.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Inbox {
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Places `entry` in the buffer and wakes the subscriber; hands the entry
+    /// back if the subscriber left meanwhile.
+    fn place(&self, entry: Entry) -> std::result::Result<(), Entry> {
+        let waker = {
+            let mut queue = lock(&self.queue);
+            if queue.closed {
+                return Err(entry);
+            }
+            queue.buffer.push_back(entry);
+            queue.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The next message for this subscriber: redeliveries first, then its
+    /// buffer. `Ready(None)` once the subscriber is gone.
+    pub(super) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Entry>> {
+        let mut queue = lock(&self.queue);
+        // The group's queue is looked at with this inbox locked, so a
+        // redelivery pushed after the look finds this subscriber's waker.
+        let redelivered = match &self.group {
+            Some((_, group)) => lock(&group.redeliveries).pop_front(),
+            None => queue.redeliveries.pop_front(),
+        };
+        if let Some(entry) = redelivered.or_else(|| queue.buffer.pop_front()) {
+            return Poll::Ready(Some(entry));
+        }
+        if queue.closed {
+            return Poll::Ready(None);
+        }
+        match &mut queue.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn take_waker(&self) -> Option<Waker> {
+        lock(&self.queue).waker.take()
+    }
+
+    /// Marks the subscriber gone and hands back what it had not yet received.
+    fn close(&self) -> (VecDeque<Entry>, VecDeque<Entry>) {
+        self.slots.close();
+        let mut queue = lock(&self.queue);
+        queue.closed = true;
+        (
+            std::mem::take(&mut queue.buffer),
+            std::mem::take(&mut queue.redeliveries),
+        )
+    }
 }
 
 impl Shared {
@@ -132,18 +338,29 @@ impl Shared {
         Shared {
             config,
             state: Mutex::new(State::default()),
+            targets: RwLock::new(HashMap::new()),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the state consistent before anything
-        // can panic, so a poisoned lock still guards valid data.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
-    /// Adds a subscriber (to a queue group when `group` is set). Returns its id
-    /// and where its unsettled deliveries go back to.
-    pub(super) fn subscribe(&self, pattern: Pattern, group: Option<&str>) -> (u64, Redelivery) {
+    /// Forgets every cached route; called with `state` locked, after a change.
+    fn routes_changed(&self) {
+        self.targets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Adds a subscriber (to a queue group when `group` is set). Returns its
+    /// inbox and where its unsettled deliveries go back to.
+    pub(super) fn subscribe(
+        &self,
+        pattern: Pattern,
+        group: Option<&str>,
+    ) -> (Arc<Inbox>, Redelivery) {
         let mut state = self.lock();
         let state = &mut *state;
         let id = state.allocate_id();
@@ -158,7 +375,7 @@ impl Shared {
             fanout: Vec::new(),
             groups: HashMap::new(),
         });
-        let group_id = match group {
+        let group = match group {
             None => {
                 route.fanout.push(id);
                 None
@@ -177,36 +394,34 @@ impl Shared {
                                 pattern: pattern_text.clone(),
                                 members: Vec::new(),
                                 cursor: 0,
-                                redeliveries: VecDeque::new(),
+                                queue: Arc::default(),
                                 membership: Arc::new(Notify::new()),
                             },
                         );
                         created
                     }
                 };
-                if let Some(group) = state.groups.get_mut(&group_id) {
+                state.groups.get_mut(&group_id).map(|group| {
                     group.members.push(id);
                     group.membership.notify_waiters();
-                }
-                Some(group_id)
+                    (group_id, Arc::clone(&group.queue))
+                })
             }
         };
-        state.subscribers.insert(
-            id,
-            SubscriberState {
-                pattern: pattern_text,
-                group: group_id,
-                capacity: Arc::new(Semaphore::new(self.config.buffer)),
-                buffer: VecDeque::new(),
-                redeliveries: VecDeque::new(),
-                waker: None,
-            },
-        );
-        let redelivery = match group_id {
-            Some(group) => Redelivery::Group(group),
+        let redelivery = match &group {
+            Some((group, _)) => Redelivery::Group(*group),
             None => Redelivery::Subscriber(id),
         };
-        (id, redelivery)
+        let inbox = Arc::new(Inbox {
+            id,
+            pattern: pattern_text,
+            group,
+            slots: Arc::new(Slots::new(self.config.buffer)),
+            queue: Mutex::default(),
+        });
+        state.subscribers.insert(id, Arc::clone(&inbox));
+        self.routes_changed();
+        (inbox, redelivery)
     }
 
     /// Removes subscriber `id`. Publishers stop routing to it at once and any
@@ -219,60 +434,31 @@ impl Shared {
         let mut discarded = Vec::new();
         {
             let mut state = self.lock();
-            let Some(sub) = state.subscribers.remove(&id) else {
+            let Some(inbox) = state.subscribers.remove(&id) else {
                 return;
             };
-            sub.capacity.close();
-            match sub.group {
+            let (buffer, redeliveries) = inbox.close();
+            match &inbox.group {
                 None => {
-                    state.remove_fanout(&sub.pattern, id);
-                    discarded.extend(sub.buffer);
-                    discarded.extend(sub.redeliveries);
+                    state.remove_fanout(&inbox.pattern, id);
+                    discarded.extend(buffer);
+                    discarded.extend(redeliveries);
                     if !discarded.is_empty() {
                         tracing::debug!(
-                            pattern = %sub.pattern,
+                            pattern = %inbox.pattern,
                             discarded = discarded.len(),
                             "memory broker: subscription dropped with messages it never received"
                         );
                     }
                 }
-                Some(group_id) => {
-                    discarded = state.leave_group(group_id, id, sub.buffer, &mut wakers);
+                Some((group_id, _)) => {
+                    discarded = state.leave_group(*group_id, id, buffer, &mut wakers);
                 }
             }
+            self.routes_changed();
         }
         drop(discarded);
         wakers.into_iter().for_each(Waker::wake);
-    }
-
-    /// The next message for subscriber `id`: redeliveries first, then its buffer.
-    /// `Ready(None)` once the subscriber is gone.
-    pub(super) fn poll_take(&self, id: u64, cx: &mut Context<'_>) -> Poll<Option<Entry>> {
-        let mut state = self.lock();
-        let State {
-            subscribers,
-            groups,
-            ..
-        } = &mut *state;
-        let Some(sub) = subscribers.get_mut(&id) else {
-            return Poll::Ready(None);
-        };
-        let redelivered = match sub.group {
-            Some(group) => groups
-                .get_mut(&group)
-                .and_then(|group| group.redeliveries.pop_front()),
-            None => sub.redeliveries.pop_front(),
-        };
-        match redelivered.or_else(|| sub.buffer.pop_front()) {
-            Some(entry) => Poll::Ready(Some(entry)),
-            None => {
-                match &mut sub.waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
-        }
     }
 
     /// Puts an unsettled message back for delivery. Discarded (and logged) if
@@ -282,23 +468,16 @@ impl Shared {
         let discarded = {
             let mut state = self.lock();
             match target {
-                Redelivery::Subscriber(id) => match state.subscribers.get_mut(&id) {
-                    Some(sub) => {
-                        sub.redeliveries.push_back(entry);
-                        wakers.extend(sub.waker.take());
+                Redelivery::Subscriber(id) => match state.subscribers.get(&id) {
+                    Some(inbox) => {
+                        let mut queue = lock(&inbox.queue);
+                        queue.redeliveries.push_back(entry);
+                        wakers.extend(queue.waker.take());
                         None
                     }
                     None => Some(entry),
                 },
-                Redelivery::Group(id) => match state.groups.get_mut(&id) {
-                    Some(group) => {
-                        group.redeliveries.push_back(entry);
-                        let members = group.members.clone();
-                        state.take_wakers(&members, &mut wakers);
-                        None
-                    }
-                    None => Some(entry),
-                },
+                Redelivery::Group(id) => state.redeliver_to_group(id, entry, &mut wakers),
             }
         };
         if let Some(entry) = discarded {
@@ -310,68 +489,56 @@ impl Shared {
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// Everyone a message published to `topic` must reach, in reservation order.
-    pub(super) fn targets(&self, topic: &str) -> Vec<Target> {
-        let state = self.lock();
-        let routes = state.exact.get(topic).into_iter().chain(
-            state
-                .wildcard
-                .values()
-                .filter(|route| route.pattern.matches(topic)),
-        );
-        let mut targets = Vec::new();
-        for route in routes {
-            for id in &route.fanout {
-                if let Some(sub) = state.subscribers.get(id) {
-                    targets.push(Target::Subscriber {
-                        id: *id,
-                        pattern: sub.pattern.clone(),
-                        capacity: Arc::clone(&sub.capacity),
-                    });
-                }
-            }
-            for (name, id) in &route.groups {
-                if let Some(group) = state.groups.get(id) {
-                    targets.push(Target::Group {
-                        id: *id,
-                        name: name.clone(),
-                        pattern: group.pattern.clone(),
-                        membership: Arc::clone(&group.membership),
-                    });
-                }
-            }
+    /// Everyone a message published to `topic` must reach, in reservation
+    /// order; validates `topic` the first time it is seen.
+    pub(super) fn targets(&self, topic: &str) -> Result<Arc<[Target]>> {
+        let cached = self
+            .targets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+            .cloned();
+        if let Some(targets) = cached {
+            return Ok(targets);
         }
-        targets.sort_by_key(Target::rank);
-        targets
+        validate_topic(topic)?;
+        let state = self.lock();
+        let targets = state.targets(topic);
+        let mut cache = self.targets.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHED_TOPICS {
+            cache.clear();
+        }
+        cache.insert(topic.to_owned(), Arc::clone(&targets));
+        Ok(targets)
     }
 
     /// Reserves a slot for one message at `target`, applying the overflow
     /// policy. `Ok(None)` when the target left meanwhile.
-    pub(super) async fn reserve(&self, topic: &str, target: Target) -> Result<Option<Reservation>> {
+    pub(super) async fn reserve(
+        &self,
+        topic: &str,
+        target: &Target,
+    ) -> Result<Option<Reservation>> {
         match target {
-            Target::Subscriber {
-                id,
-                pattern,
-                capacity,
-            } => {
-                let slot = match self.config.overflow {
-                    OverflowPolicy::Block => capacity.acquire_owned().await.ok(),
-                    OverflowPolicy::Fail => match capacity.try_acquire_owned() {
-                        Ok(slot) => Some(slot),
-                        Err(TryAcquireError::Closed) => None,
-                        Err(TryAcquireError::NoPermits) => {
+            Target::Subscriber(inbox) => {
+                let reserved = if inbox.slots.try_take() {
+                    true
+                } else {
+                    match self.config.overflow {
+                        OverflowPolicy::Block => inbox.slots.take().await,
+                        OverflowPolicy::Fail if inbox.slots.is_closed() => false,
+                        OverflowPolicy::Fail => {
                             return Err(Error::resource_exhausted(format!(
-                                "cannot publish to `{topic}`: the buffer of subscriber #{id} on \
-                                 `{pattern}` is full ({} messages); no subscriber received the message",
-                                self.config.buffer
+                                "cannot publish to `{topic}`: the buffer of subscriber #{} on \
+                                 `{}` is full ({} messages); no subscriber received the message",
+                                inbox.id, inbox.pattern, self.config.buffer
                             )));
                         }
-                    },
+                    }
                 };
-                Ok(slot.map(|slot| Reservation {
-                    subscriber: id,
-                    group: None,
-                    slot,
+                Ok(reserved.then(|| Reservation {
+                    inbox: Arc::clone(inbox),
+                    slot: Slot(Arc::clone(&inbox.slots)),
                 }))
             }
             Target::Group {
@@ -380,7 +547,7 @@ impl Shared {
                 pattern,
                 membership,
             } => {
-                self.reserve_in_group(topic, id, &name, &pattern, &membership)
+                self.reserve_in_group(topic, *id, name, pattern, membership)
                     .await
             }
         }
@@ -404,12 +571,11 @@ impl Shared {
             let Some(members) = self.members_in_turn(group) else {
                 return Ok(None);
             };
-            for (member, capacity) in &members {
-                if let Ok(slot) = Arc::clone(capacity).try_acquire_owned() {
+            for inbox in &members {
+                if inbox.slots.try_take() {
                     return Ok(Some(Reservation {
-                        subscriber: *member,
-                        group: Some(group),
-                        slot,
+                        inbox: Arc::clone(inbox),
+                        slot: Slot(Arc::clone(&inbox.slots)),
                     }));
                 }
             }
@@ -422,26 +588,26 @@ impl Shared {
                     self.config.buffer
                 )));
             }
-            let any_room = future::select_all(members.into_iter().map(|(member, capacity)| {
-                Box::pin(async move { (member, capacity.acquire_owned().await) })
+            let any_room = future::select_all(members.into_iter().map(|inbox| {
+                Box::pin(async move {
+                    let reserved = inbox.slots.take().await;
+                    (inbox, reserved)
+                })
             }));
             match future::select(any_room, std::pin::pin!(changed)).await {
-                Either::Left((((member, Ok(slot)), _, _), _)) => {
-                    return Ok(Some(Reservation {
-                        subscriber: member,
-                        group: Some(group),
-                        slot,
-                    }));
+                Either::Left((((inbox, true), _, _), _)) => {
+                    let slot = Slot(Arc::clone(&inbox.slots));
+                    return Ok(Some(Reservation { inbox, slot }));
                 }
                 // A member left or joined: look at the group again.
-                Either::Left((((_, Err(_)), _, _), _)) | Either::Right(_) => {}
+                Either::Left((((_, false), _, _), _)) | Either::Right(_) => {}
             }
         }
     }
 
-    /// The members of `group` with their capacity, starting at the member
-    /// whose turn it is; `None` once the group is gone.
-    fn members_in_turn(&self, group: u64) -> Option<Vec<(u64, Arc<Semaphore>)>> {
+    /// The members of `group`, starting at the member whose turn it is; `None`
+    /// once the group is gone.
+    fn members_in_turn(&self, group: u64) -> Option<Vec<Arc<Inbox>>> {
         let mut state = self.lock();
         let State {
             subscribers,
@@ -458,51 +624,37 @@ impl Shared {
         let members = after
             .iter()
             .chain(before)
-            .filter_map(|id| {
-                let sub = subscribers.get(id)?;
-                Some((*id, Arc::clone(&sub.capacity)))
-            })
+            .filter_map(|id| subscribers.get(id).map(Arc::clone))
             .collect();
         Some(members)
     }
 
-    /// Places `message` in every reserved slot at once, so a publish either
-    /// reaches everyone it reserved for or (when its future is dropped before
-    /// this point) no one.
-    pub(super) fn deliver(
-        &self,
-        topic: &str,
-        message: Message,
-        mut reservations: Vec<Reservation>,
-    ) {
-        let mut wakers = Vec::new();
-        let mut discarded = Vec::new();
-        {
-            let mut state = self.lock();
-            let mut place = |reservation: Reservation, message: Message| {
-                let entry = Entry {
-                    topic: topic.to_owned(),
-                    message,
-                    slot: Some(reservation.slot),
-                };
-                let unplaced = state.place(
-                    reservation.subscriber,
-                    reservation.group,
-                    entry,
-                    &mut wakers,
-                );
-                discarded.extend(unplaced);
+    /// Places `message` in every reserved slot, without waiting in between,
+    /// so a publish either reaches everyone it reserved for or (when its
+    /// future is dropped before this point) no one.
+    pub(super) fn deliver(&self, topic: &str, message: Message, reservations: Vec<Reservation>) {
+        let topic: Arc<str> = Arc::from(topic);
+        let message = Arc::new(message);
+        for Reservation { inbox, slot } in reservations {
+            let entry = Entry {
+                topic: Arc::clone(&topic),
+                message: Arc::clone(&message),
+                slot: Some(slot),
             };
-            let last = reservations.pop();
-            for reservation in reservations {
-                place(reservation, message.clone());
-            }
-            if let Some(reservation) = last {
-                place(reservation, message);
+            if let Err(entry) = inbox.place(entry) {
+                self.left_meanwhile(&inbox, entry);
             }
         }
-        drop(discarded);
-        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// A subscriber left between its reservation and the delivery: a group
+    /// member's message goes to the rest of its group, a fan-out
+    /// subscriber's is dropped with it.
+    fn left_meanwhile(&self, inbox: &Inbox, entry: Entry) {
+        match &inbox.group {
+            Some((group, _)) => self.requeue(Redelivery::Group(*group), entry),
+            None => drop(entry),
+        }
     }
 
     #[cfg(test)]
@@ -523,6 +675,35 @@ impl State {
             Some(route) => Some(route),
             None => self.wildcard.get_mut(pattern),
         }
+    }
+
+    /// Everyone a message published to `topic` must reach, in reservation order.
+    fn targets(&self, topic: &str) -> Arc<[Target]> {
+        let routes = self.exact.get(topic).into_iter().chain(
+            self.wildcard
+                .values()
+                .filter(|route| route.pattern.matches(topic)),
+        );
+        let mut targets = Vec::new();
+        for route in routes {
+            for id in &route.fanout {
+                if let Some(inbox) = self.subscribers.get(id) {
+                    targets.push(Target::Subscriber(Arc::clone(inbox)));
+                }
+            }
+            for (name, id) in &route.groups {
+                if let Some(group) = self.groups.get(id) {
+                    targets.push(Target::Group {
+                        id: *id,
+                        name: name.clone(),
+                        pattern: group.pattern.clone(),
+                        membership: Arc::clone(&group.membership),
+                    });
+                }
+            }
+        }
+        targets.sort_by_key(Target::rank);
+        targets.into()
     }
 
     fn remove_route_if_unused(&mut self, pattern: &str) {
@@ -558,7 +739,7 @@ impl State {
         group.members.retain(|member| *member != id);
         group.membership.notify_waiters();
         if !group.members.is_empty() {
-            group.redeliveries.extend(buffer);
+            lock(&group.queue.redeliveries).extend(buffer);
             let members = group.members.clone();
             self.take_wakers(&members, wakers);
             return Vec::new();
@@ -570,7 +751,8 @@ impl State {
             route.groups.remove(&group.name);
         }
         self.remove_route_if_unused(&group.pattern);
-        let discarded: Vec<Entry> = group.redeliveries.into_iter().chain(buffer).collect();
+        let redeliveries = std::mem::take(&mut *lock(&group.queue.redeliveries));
+        let discarded: Vec<Entry> = redeliveries.into_iter().chain(buffer).collect();
         if !discarded.is_empty() {
             tracing::warn!(
                 pattern = %group.pattern,
@@ -582,38 +764,28 @@ impl State {
         discarded
     }
 
-    /// Puts `entry` in the buffer of `subscriber`, or when it left meanwhile,
-    /// with the rest of its group. Returns the entry if nobody is left for it.
-    fn place(
+    /// Hands `entry` to whichever member of `group` asks first. Returns the
+    /// entry if the group is gone.
+    fn redeliver_to_group(
         &mut self,
-        subscriber: u64,
-        group: Option<u64>,
+        group: u64,
         entry: Entry,
         wakers: &mut Vec<Waker>,
     ) -> Option<Entry> {
-        if let Some(sub) = self.subscribers.get_mut(&subscriber) {
-            sub.buffer.push_back(entry);
-            wakers.extend(sub.waker.take());
-            return None;
-        }
-        let Some(group) = group.and_then(|group| self.groups.get_mut(&group)) else {
+        let Some(group) = self.groups.get(&group) else {
             return Some(entry);
         };
-        group.redeliveries.push_back(entry);
+        lock(&group.queue.redeliveries).push_back(entry);
         let members = group.members.clone();
         self.take_wakers(&members, wakers);
         None
     }
 
-    fn take_wakers(&mut self, members: &[u64], wakers: &mut Vec<Waker>) {
-        for id in members {
-            if let Some(waker) = self
-                .subscribers
-                .get_mut(id)
-                .and_then(|sub| sub.waker.take())
-            {
-                wakers.push(waker);
-            }
-        }
+    fn take_wakers(&self, members: &[u64], wakers: &mut Vec<Waker>) {
+        wakers.extend(
+            members
+                .iter()
+                .filter_map(|id| self.subscribers.get(id)?.take_waker()),
+        );
     }
 }

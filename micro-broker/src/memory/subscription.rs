@@ -8,14 +8,14 @@ use std::{
 use async_trait::async_trait;
 use futures::Stream;
 
-use super::state::{Entry, Redelivery, Shared};
-use crate::{Acker, Delivery, Result};
+use super::state::{Entry, Inbox, Redelivery, Shared};
+use crate::{Acker, Delivery, Message, Result};
 
 /// The delivery stream of one memory subscription; dropping it unsubscribes.
 #[derive(Debug)]
 pub(super) struct Deliveries {
     shared: Arc<Shared>,
-    id: u64,
+    inbox: Arc<Inbox>,
     redelivery: Redelivery,
     manual_ack: bool,
 }
@@ -23,13 +23,13 @@ pub(super) struct Deliveries {
 impl Deliveries {
     pub(super) fn new(
         shared: Arc<Shared>,
-        id: u64,
+        inbox: Arc<Inbox>,
         redelivery: Redelivery,
         manual_ack: bool,
     ) -> Deliveries {
         Deliveries {
             shared,
-            id,
+            inbox,
             redelivery,
             manual_ack,
         }
@@ -41,12 +41,12 @@ impl Stream for Deliveries {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let Poll::Ready(entry) = this.shared.poll_take(this.id, cx) else {
+        let Poll::Ready(entry) = this.inbox.poll_take(cx) else {
             return Poll::Pending;
         };
         Poll::Ready(entry.map(|mut entry| {
             if this.manual_ack {
-                let (topic, message) = (entry.topic.clone(), entry.message.clone());
+                let (topic, message) = (entry.topic.to_string(), Message::clone(&entry.message));
                 let acker = MemoryAcker {
                     shared: Arc::clone(&this.shared),
                     redelivery: this.redelivery,
@@ -55,7 +55,10 @@ impl Stream for Deliveries {
                 Ok(Delivery::with_acker(topic, message, Box::new(acker)))
             } else {
                 entry.release_slot();
-                Ok(Delivery::new(entry.topic, entry.message))
+                // The last subscriber to take a message takes it without a copy.
+                let message =
+                    Arc::try_unwrap(entry.message).unwrap_or_else(|shared| (*shared).clone());
+                Ok(Delivery::new(entry.topic.as_ref(), message))
             }
         }))
     }
@@ -63,7 +66,7 @@ impl Stream for Deliveries {
 
 impl Drop for Deliveries {
     fn drop(&mut self) {
-        self.shared.unsubscribe(self.id);
+        self.shared.unsubscribe(self.inbox.id());
     }
 }
 

@@ -2,29 +2,39 @@
 
 use async_nats::{Client, PublishErrorKind, SubscribeErrorKind};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryFutureExt, future::Either};
 
 use super::headers;
 use crate::{Delivery, Error, ErrorKind, Message, Result, Subscription};
 
-pub(super) async fn publish(client: &Client, topic: &str, message: Message) -> Result<()> {
+/// Starts publishing `message`: the headers are checked and encoded now, and
+/// the future returned hands the message to the client.
+///
+/// Not an `async fn`: one of the client's two publish futures is picked here
+/// and awaited by the caller, so the caller's future (which async-trait
+/// allocates on every publish) holds just that one, not both and their
+/// arguments beside them.
+pub(super) fn publish<'a>(
+    client: &'a Client,
+    topic: &'a str,
+    message: Message,
+) -> Result<impl Future<Output = Result<()>> + 'a> {
+    let Message { headers, body } = message;
     let subject = topic.to_owned();
-    let sent = match headers::to_nats(&message.headers)? {
-        None => client.publish(subject, message.body).await,
-        Some(headers) => {
-            client
-                .publish_with_headers(subject, headers, message.body)
-                .await
-        }
+    let sending = match headers::to_nats(&headers)? {
+        None => Either::Left(client.publish(subject, body)),
+        Some(headers) => Either::Right(client.publish_with_headers(subject, headers, body)),
     };
-    sent.map_err(|err| {
-        let kind = match err.kind() {
-            PublishErrorKind::MaxPayloadExceeded => ErrorKind::ResourceExhausted,
-            PublishErrorKind::InvalidSubject => ErrorKind::InvalidArgument,
-            PublishErrorKind::Send => ErrorKind::Unavailable,
-        };
-        Error::new(kind, format!("publish to `{topic}` failed")).with_source(err)
-    })
+    Ok(sending.map_err(move |err| publish_error(topic, err)))
+}
+
+fn publish_error(topic: &str, err: async_nats::PublishError) -> Error {
+    let kind = match err.kind() {
+        PublishErrorKind::MaxPayloadExceeded => ErrorKind::ResourceExhausted,
+        PublishErrorKind::InvalidSubject => ErrorKind::InvalidArgument,
+        PublishErrorKind::Send => ErrorKind::Unavailable,
+    };
+    Error::new(kind, format!("publish to `{topic}` failed")).with_source(err)
 }
 
 pub(super) async fn subscribe(

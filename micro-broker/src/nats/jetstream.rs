@@ -206,9 +206,22 @@ impl JetStream {
                 None => Arc::clone(streams.entry(family.to_owned()).or_default()),
             }
         };
-        if cell.initialized() {
-            return Ok(cell);
+        if !cell.initialized() {
+            // Boxed for the reason `Shared::connection` boxes connecting:
+            // creating a stream is a large future that would otherwise
+            // grow every publish's.
+            Box::pin(self.create_stream(context, family, &cell)).await?;
         }
+        Ok(cell)
+    }
+
+    /// Finds or creates the stream for `family` into `cell`, once.
+    async fn create_stream(
+        &self,
+        context: &jetstream::Context,
+        family: &str,
+        cell: &OnceCell<Stream>,
+    ) -> Result<()> {
         let plan = self.plan(family);
         cell.get_or_try_init(|| async {
             let config = stream::Config {
@@ -231,7 +244,7 @@ impl JetStream {
             })
         })
         .await?;
-        Ok(cell)
+        Ok(())
     }
 
     fn forget(&self, family: &str) {

@@ -132,9 +132,19 @@ pub(crate) struct Shared {
 
 impl Shared {
     async fn connection(&self) -> Result<&Connection> {
-        self.connection
-            .get_or_try_init(|| Connection::open(&self.config))
-            .await
+        match self.connection.get() {
+            Some(connection) => Ok(connection),
+            // Boxed because opening is a future of about 10 KB: inline, it
+            // would make every publish's future that large, and async-trait
+            // allocates (and moves) that future on each call.
+            None => {
+                Box::pin(
+                    self.connection
+                        .get_or_try_init(|| Connection::open(&self.config)),
+                )
+                .await
+            }
+        }
     }
 
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
@@ -142,10 +152,13 @@ impl Shared {
         let connection = self.connection().await?;
         connection.admit(topic, message.body.len())?;
         match &self.jetstream {
-            None => core::publish(&connection.client, topic, message).await,
+            None => {
+                let sending = core::publish(&connection.client, topic, message)?;
+                sending.await
+            }
             Some(jetstream) => {
                 let context = jetstream::jetstream_context(connection)?;
-                jetstream.publish(context, topic, message).await
+                Box::pin(jetstream.publish(context, topic, message)).await
             }
         }
     }
