@@ -20,7 +20,12 @@
 //!
 //! **Keyed pool**: trivial async work items spread over 1024 keys, through a
 //! `KeyedPool` (concurrency 16) against `for_each_concurrent(16)` over the
-//! same items (no ordering at all): the price of per-key ordering.
+//! same items (no ordering at all): the price of per-key ordering. That peer
+//! runs every item inside the calling task (no spawn, no hand-off between
+//! tasks or threads, no type erasure), which a pool whose items run on their
+//! own tasks cannot match; so a second reference is printed beside it, an
+//! unordered pool of the same shape as `KeyedPool`: 16 spawned worker tasks,
+//! each fed boxed items through its own bounded channel (16 deep), round-robin.
 
 use std::{
     sync::{
@@ -98,10 +103,11 @@ pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
     println!(
         "\nkeyed pool, trivial items over 1024 keys, concurrency 16: KeyedPool vs for_each_concurrent (unordered)"
     );
-    let (mut keyed, mut unkeyed) = (0.0, 0.0);
+    let (mut keyed, mut unkeyed, mut workers) = (0.0, 0.0, 0.0);
     for _ in 0..ROUNDS {
         keyed += keyed_pool(per_round).await?;
         unkeyed += for_each_concurrent(per_round).await;
+        workers += spawned_workers(per_round).await;
     }
     println!(
         "{:>22} {:>12.0} items/s",
@@ -113,7 +119,13 @@ pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
         "for_each_concurrent",
         unkeyed / f64::from(ROUNDS)
     );
+    println!(
+        "{:>22} {:>12.0} items/s",
+        "spawned workers",
+        workers / f64::from(ROUNDS)
+    );
     println!("{:>22} {:>12.3}", "ratio keyed/unkeyed", keyed / unkeyed);
+    println!("{:>22} {:>12.3}", "keyed/spawned workers", keyed / workers);
     Ok(())
 }
 
@@ -263,5 +275,42 @@ async fn for_each_concurrent(duration: Duration) -> f64 {
             }
         })
         .await;
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Items per second through an unordered pool of spawned workers, same work.
+async fn spawned_workers(duration: Duration) -> f64 {
+    type Item = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    let done = Arc::new(AtomicU64::new(0));
+    let (senders, workers): (Vec<_>, Vec<_>) = (0..CONCURRENCY)
+        .map(|_| {
+            let (sender, mut receiver) = tokio::sync::mpsc::channel::<Item>(CONCURRENCY);
+            let worker = tokio::spawn(async move {
+                while let Some(item) = receiver.recv().await {
+                    item.await;
+                }
+            });
+            (sender, worker)
+        })
+        .unzip();
+    let start = Instant::now();
+    let mut submitted = 0_usize;
+    while start.elapsed() < duration {
+        for _ in 0..64 {
+            let done = Arc::clone(&done);
+            let item: Item = Box::pin(async move {
+                tokio::task::yield_now().await;
+                done.fetch_add(1, Ordering::Relaxed);
+            });
+            if senders[submitted % CONCURRENCY].send(item).await.is_err() {
+                break;
+            }
+            submitted += 1;
+        }
+    }
+    drop(senders);
+    for worker in workers {
+        let _ = worker.await;
+    }
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }

@@ -5,9 +5,10 @@
 //!   request), micro's client calling the service by name and a micro
 //!   `handle_proto` handler answering, against tonic's generated client and
 //!   server ([`TonicEcho`]), at concurrency 1 and 64;
-//! - streaming: messages/s and MB/s of a server stream of 1 KiB messages,
-//!   micro's transport channel and its [`echo::handler`] against tonic's
-//!   client and server.
+//! - streaming, in each shape (server, client and bidirectional streams of
+//!   100,000 messages with 1 KiB payloads): messages/s and MB/s through
+//!   micro's typed streaming API (client by name, `handle_*_stream_proto`
+//!   handlers) against tonic's generated client and server.
 //!
 //! `cargo run --release -p micro-bench -- 6 grpc`
 
@@ -18,20 +19,17 @@ use std::{
 
 use futures::StreamExt;
 use micro::{
-    Context, Result,
+    Client, Context, Result,
     registry::memory::MemoryRegistry,
-    transport::{
-        Body, Channel, Request, Transport,
-        grpc::{
-            GrpcTransport,
-            echo::{self, EchoReply, EchoRequest, TonicEcho, echo_client::EchoClient},
-        },
+    streaming::Streaming,
+    transport::grpc::{
+        GrpcTransport,
+        echo::{self, EchoReply, EchoRequest, TonicEcho, echo_client::EchoClient},
     },
 };
-use prost::Message;
 use tokio::sync::oneshot;
 
-use crate::{ROUNDS, measure, measure::Summary, print_row, ratio};
+use crate::{ROUNDS, measure, measure::Summary, print_header, print_ratios, print_row};
 
 /// The unary request: about 60 bytes of protobuf.
 fn unary_request() -> EchoRequest {
@@ -46,121 +44,105 @@ fn unary_request() -> EchoRequest {
 const STREAM_MESSAGES: u32 = 100_000;
 const STREAM_PAYLOAD: usize = 1024;
 
-/// Runs the gRPC benchmarks, `seconds` per scenario and peer.
-pub(crate) async fn run(seconds: u64) -> Result<()> {
+/// Runs the gRPC benchmarks, `seconds` per scenario and peer. With a pair
+/// named in `args` (`micro`, `tonic`, `mc>tn` or `tn>mc`, and optionally a
+/// concurrency), runs only that pair's unary calls, so that `perf` or
+/// `strace -c` see it alone.
+pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
+    let peers = GrpcPeers::start().await?;
+    if let Some(pair) = args.first() {
+        let pair = UnaryPair::parse(pair)?;
+        let concurrencies = match args.get(1).and_then(|arg| arg.parse().ok()) {
+            Some(concurrency) => vec![concurrency],
+            None => vec![1, 64],
+        };
+        println!("{} alone, {seconds} s per concurrency", pair.label());
+        for concurrency in concurrencies {
+            let summary = peers
+                .unary(pair, concurrency, Duration::from_secs(seconds))
+                .await;
+            print_row(concurrency, pair.label(), &summary);
+        }
+        return peers.stop().await;
+    }
     println!(
         "gRPC: micro (gRPC transport) vs plain tonic, {seconds} s per scenario and peer, {ROUNDS} alternating rounds, loopback\n"
     );
     let round = Duration::from_secs(seconds) / ROUNDS;
-    let tonic = TonicPeer::start().await;
-
-    let registry = MemoryRegistry::new();
-    let transport = GrpcTransport::builder().package("micro.echo").build()?;
-    let service = micro::Service::builder("bench-grpc")
-        .registry(registry)
-        .transport(transport.clone())
-        .handle_proto(
-            "Echo.Unary",
-            |_ctx: Context, request: EchoRequest| async move {
-                Ok(EchoReply {
-                    message: request.message,
-                    payload: request.payload,
-                    index: 0,
-                })
-            },
-        )
-        .build()?
-        .start()
-        .await?;
-    let client = service.client();
-
     println!(
         "unary, small protobuf request: micro client by name -> micro handler vs tonic client -> tonic server"
     );
-    println!(
-        "{:>11} {:>6} {:>12} {:>10} {:>10} {:>8}",
-        "concurrency", "peer", "calls/s", "p50", "p99", "errors"
-    );
+    print_header();
     for concurrency in [1, 64] {
         let mut micro_runs = Vec::new();
         let mut tonic_runs = Vec::new();
         for _ in 0..ROUNDS {
-            let client = client.clone();
-            micro_runs.push(
-                measure::closed_loop(concurrency, round, move || {
-                    let client = client.clone();
-                    async move {
-                        client
-                            .call_proto::<_, EchoReply>(
-                                "bench-grpc",
-                                "Echo.Unary",
-                                &unary_request(),
-                            )
-                            .await
-                            .is_ok_and(|reply| reply.payload.len() == 16)
-                    }
-                })
-                .await,
-            );
-            let tonic_client = tonic.client.clone();
-            tonic_runs.push(
-                measure::closed_loop(concurrency, round, move || {
-                    let mut client = tonic_client.clone();
-                    async move {
-                        client
-                            .unary(unary_request())
-                            .await
-                            .is_ok_and(|reply| reply.into_inner().payload.len() == 16)
-                    }
-                })
-                .await,
-            );
+            micro_runs.push(peers.unary(UnaryPair::Micro, concurrency, round).await);
+            tonic_runs.push(peers.unary(UnaryPair::Tonic, concurrency, round).await);
         }
         let (micro_summary, tonic_summary) =
             (Summary::merge(micro_runs), Summary::merge(tonic_runs));
         print_row(concurrency, "micro", &micro_summary);
         print_row(concurrency, "tonic", &tonic_summary);
+        print_ratios("tonic", &micro_summary, &tonic_summary);
+    }
+    // Each client against the other's server: tells whether a gap sits on
+    // the calling or on the serving side.
+    for concurrency in [1, 64] {
+        let mut client_side = Vec::new();
+        let mut server_side = Vec::new();
+        for _ in 0..ROUNDS {
+            client_side.push(
+                peers
+                    .unary(UnaryPair::MicroToTonic, concurrency, round)
+                    .await,
+            );
+            server_side.push(
+                peers
+                    .unary(UnaryPair::TonicToMicro, concurrency, round)
+                    .await,
+            );
+        }
+        print_row(
+            concurrency,
+            UnaryPair::MicroToTonic.label(),
+            &Summary::merge(client_side),
+        );
+        print_row(
+            concurrency,
+            UnaryPair::TonicToMicro.label(),
+            &Summary::merge(server_side),
+        );
+    }
+    println!(
+        "{:>11} (mc>tn: micro client to the tonic server; tn>mc: tonic client to the micro server)",
+        ""
+    );
+
+    println!(
+        "\nstreaming, {STREAM_MESSAGES} messages of {STREAM_PAYLOAD} B per call: micro typed API (client by name -> handle_*_stream_proto) vs tonic client -> tonic server"
+    );
+    let deadline = Instant::now() + Duration::from_secs(seconds) * 3;
+    for shape in [Shape::Server, Shape::Client, Shape::Bidi] {
+        let (mut micro_total, mut tonic_total) = (Throughput::default(), Throughput::default());
+        for _ in 0..ROUNDS {
+            micro_total.add(micro_stream(&peers.client, shape).await?);
+            tonic_total.add(tonic_stream(&peers.tonic.client, shape).await?);
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        println!("{:>11} {}", "", shape.describe());
+        micro_total.print("micro");
+        tonic_total.print("tonic");
         println!(
-            "{:>11} ratio  throughput micro/tonic = {:.3}   p50 micro/tonic = {:.3}   p99 micro/tonic = {:.3}",
+            "{:>11} ratio  messages/s micro/tonic = {:.3}",
             "",
-            micro_summary.calls_per_second() / tonic_summary.calls_per_second(),
-            ratio(
-                micro_summary.percentile(50.0),
-                tonic_summary.percentile(50.0)
-            ),
-            ratio(
-                micro_summary.percentile(99.0),
-                tonic_summary.percentile(99.0)
-            ),
+            micro_total.per_second() / tonic_total.per_second()
         );
     }
 
-    println!(
-        "\nserver streaming, {STREAM_MESSAGES} messages of {STREAM_PAYLOAD} B per call: micro transport channel -> micro handler vs tonic client -> tonic server"
-    );
-    let listener = transport.listen("127.0.0.1:0", echo::handler()).await?;
-    let channel = transport.dial(listener.address()).await?;
-    let (mut micro_total, mut tonic_total) = (Throughput::default(), Throughput::default());
-    let deadline = Instant::now() + Duration::from_secs(seconds) * 2;
-    for _ in 0..ROUNDS {
-        micro_total.add(micro_stream(&channel).await?);
-        tonic_total.add(tonic_stream(&tonic.client).await?);
-        if Instant::now() > deadline {
-            break;
-        }
-    }
-    micro_total.print("micro");
-    tonic_total.print("tonic");
-    println!(
-        "{:>11} ratio  messages/s micro/tonic = {:.3}",
-        "",
-        micro_total.per_second() / tonic_total.per_second()
-    );
-
-    listener.shutdown(Duration::from_secs(1)).await?;
-    service.stop().await?;
-    tonic.stop().await;
-    Ok(())
+    peers.stop().await
 }
 
 /// Messages received and the time they took, over several calls.
@@ -193,6 +175,26 @@ impl Throughput {
     }
 }
 
+/// The three streaming shapes, each measured on both peers.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Server,
+    Client,
+    Bidi,
+}
+
+impl Shape {
+    fn describe(self) -> &'static str {
+        match self {
+            Shape::Server => "server streaming (one request, the replies counted)",
+            Shape::Client => "client streaming (the requests counted, one reply)",
+            Shape::Bidi => "bidirectional (each request answered; the replies counted)",
+        }
+    }
+}
+
+/// The request that asks for a server stream of [`STREAM_MESSAGES`] replies,
+/// and each request of a client or bidirectional stream.
 fn stream_request() -> EchoRequest {
     EchoRequest {
         message: "s".to_owned(),
@@ -201,18 +203,40 @@ fn stream_request() -> EchoRequest {
     }
 }
 
-async fn micro_stream(channel: &Channel) -> Result<Throughput> {
+/// The requests of a client or bidirectional stream.
+fn stream_requests() -> impl futures::Stream<Item = EchoRequest> + Send + 'static {
+    futures::stream::iter(0..STREAM_MESSAGES).map(|_| stream_request())
+}
+
+/// The reply the streaming handlers of both peers send for each message.
+fn stream_reply(request: &EchoRequest, index: u32) -> EchoReply {
+    EchoReply {
+        message: request.message.clone(),
+        payload: request.payload.clone(),
+        index,
+    }
+}
+
+fn status_error(status: tonic::Status) -> micro::Error {
+    micro::Error::internal(status.message().to_owned())
+}
+
+async fn micro_stream(client: &Client, shape: Shape) -> Result<Throughput> {
     let started = Instant::now();
-    let request = Request::new(
-        "Echo.ServerStream",
-        Body::Full(stream_request().encode_to_vec().into()),
-    )
-    .with_content_type("application/protobuf");
-    let mut replies = channel.call_once(request).await?.body.into_stream();
     let mut total = Throughput::default();
-    while let Some(reply) = replies.next().await {
-        let reply = EchoReply::decode(reply?)
-            .map_err(|err| micro::Error::internal("bad reply").with_source(err))?;
+    let call = client.request("bench-grpc", shape_endpoint(shape));
+    let mut replies: Streaming<EchoReply> = match shape {
+        Shape::Server => call.server_stream_proto(&stream_request()).await?,
+        Shape::Bidi => call.bidi_stream_proto(stream_requests().map(Ok)).await?,
+        Shape::Client => {
+            let reply: EchoReply = call.client_stream_proto(stream_requests().map(Ok)).await?;
+            total.messages = u64::from(reply.index);
+            total.bytes = total.messages * STREAM_PAYLOAD as u64;
+            total.elapsed = started.elapsed();
+            return Ok(total);
+        }
+    };
+    while let Some(reply) = replies.message().await? {
         total.messages += 1;
         total.bytes += reply.payload.len() as u64;
     }
@@ -220,26 +244,201 @@ async fn micro_stream(channel: &Channel) -> Result<Throughput> {
     Ok(total)
 }
 
-async fn tonic_stream(client: &EchoClient<tonic::transport::Channel>) -> Result<Throughput> {
+fn shape_endpoint(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Server => "Echo.ServerStream",
+        Shape::Client => "Echo.ClientStream",
+        Shape::Bidi => "Echo.Bidi",
+    }
+}
+
+async fn tonic_stream(
+    client: &EchoClient<tonic::transport::Channel>,
+    shape: Shape,
+) -> Result<Throughput> {
     let started = Instant::now();
-    let mut replies = client
-        .clone()
-        .server_stream(stream_request())
-        .await
-        .map_err(|status| micro::Error::internal(status.message().to_owned()))?
-        .into_inner();
     let mut total = Throughput::default();
-    while let Some(reply) = replies.next().await {
-        let reply = reply.map_err(|status| micro::Error::internal(status.message().to_owned()))?;
+    let mut client = client.clone();
+    let mut replies = match shape {
+        Shape::Server => client.server_stream(stream_request()).await,
+        Shape::Bidi => client.bidi(stream_requests()).await,
+        Shape::Client => {
+            let reply = client
+                .client_stream(stream_requests())
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            total.messages = u64::from(reply.index);
+            total.bytes = total.messages * STREAM_PAYLOAD as u64;
+            total.elapsed = started.elapsed();
+            return Ok(total);
+        }
+    }
+    .map_err(status_error)?
+    .into_inner();
+    while let Some(reply) = replies.message().await.map_err(status_error)? {
         total.messages += 1;
         total.bytes += reply.payload.len() as u64;
     }
     total.elapsed = started.elapsed();
     Ok(total)
+}
+
+/// Who calls and who answers in a unary measurement.
+#[derive(Debug, Clone, Copy)]
+enum UnaryPair {
+    /// micro's client, by name, to the micro service.
+    Micro,
+    /// tonic's generated client to the tonic server.
+    Tonic,
+    /// micro's client, by address, to the tonic server.
+    MicroToTonic,
+    /// tonic's generated client to the micro service.
+    TonicToMicro,
+}
+
+impl UnaryPair {
+    fn parse(name: &str) -> Result<UnaryPair> {
+        match name {
+            "micro" => Ok(UnaryPair::Micro),
+            "tonic" => Ok(UnaryPair::Tonic),
+            "mc>tn" => Ok(UnaryPair::MicroToTonic),
+            "tn>mc" => Ok(UnaryPair::TonicToMicro),
+            other => Err(micro::Error::invalid_argument(format!(
+                "unknown gRPC pair {other:?}: micro, tonic, mc>tn or tn>mc"
+            ))),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            UnaryPair::Micro => "micro",
+            UnaryPair::Tonic => "tonic",
+            UnaryPair::MicroToTonic => "mc>tn",
+            UnaryPair::TonicToMicro => "tn>mc",
+        }
+    }
+}
+
+/// Both servers and the clients that call them.
+struct GrpcPeers {
+    tonic: TonicPeer,
+    service: micro::RunningService,
+    /// The micro service's client (calls it by name).
+    client: Client,
+    /// A tonic client of the micro service.
+    tonic_to_micro: EchoClient<tonic::transport::Channel>,
+}
+
+impl GrpcPeers {
+    async fn start() -> Result<GrpcPeers> {
+        let tonic = TonicPeer::start().await;
+        let registry = MemoryRegistry::new();
+        let transport = GrpcTransport::builder().package("micro.echo").build()?;
+        let service = micro::Service::builder("bench-grpc")
+            .registry(registry)
+            .transport(transport.clone())
+            .handle_proto(
+                "Echo.Unary",
+                |_ctx: Context, request: EchoRequest| async move {
+                    Ok(EchoReply {
+                        message: request.message,
+                        payload: request.payload,
+                        index: 0,
+                    })
+                },
+            )
+            .handle_server_stream_proto(
+                "Echo.ServerStream",
+                |_ctx: Context, request: EchoRequest| async move {
+                    Ok(futures::stream::iter(0..request.count)
+                        .map(move |index| Ok(stream_reply(&request, index))))
+                },
+            )
+            .handle_client_stream_proto(
+                "Echo.ClientStream",
+                |_ctx: Context, mut requests: Streaming<EchoRequest>| async move {
+                    let mut messages = Vec::new();
+                    while let Some(request) = requests.message().await? {
+                        messages.push(request.message);
+                    }
+                    Ok(EchoReply {
+                        index: messages.len() as u32,
+                        message: messages.join(","),
+                        payload: Vec::new(),
+                    })
+                },
+            )
+            .handle_bidi_stream_proto(
+                "Echo.Bidi",
+                |_ctx: Context, requests: Streaming<EchoRequest>| async move {
+                    Ok(requests
+                        .enumerate()
+                        .map(|(index, request)| request.map(|r| stream_reply(&r, index as u32))))
+                },
+            )
+            .build()?
+            .start()
+            .await?;
+        let client = service.client();
+        let tonic_to_micro = TonicPeer::connect(service.address()).await;
+        Ok(GrpcPeers {
+            tonic,
+            service,
+            client,
+            tonic_to_micro,
+        })
+    }
+
+    /// Runs `pair`'s unary calls in a closed loop.
+    async fn unary(&self, pair: UnaryPair, concurrency: usize, duration: Duration) -> Summary {
+        match pair {
+            UnaryPair::Micro | UnaryPair::MicroToTonic => {
+                let client = self.client.clone();
+                let address =
+                    matches!(pair, UnaryPair::MicroToTonic).then(|| self.tonic.address.to_string());
+                measure::closed_loop(concurrency, duration, move || {
+                    let mut call = client.request("bench-grpc", "Echo.Unary");
+                    if let Some(address) = &address {
+                        call = call.address(address.clone());
+                    }
+                    async move {
+                        call.send_proto::<_, EchoReply>(&unary_request())
+                            .await
+                            .is_ok_and(|reply| reply.payload.len() == 16)
+                    }
+                })
+                .await
+            }
+            UnaryPair::Tonic | UnaryPair::TonicToMicro => {
+                let client = match pair {
+                    UnaryPair::Tonic => self.tonic.client.clone(),
+                    _ => self.tonic_to_micro.clone(),
+                };
+                measure::closed_loop(concurrency, duration, move || {
+                    let mut client = client.clone();
+                    async move {
+                        client
+                            .unary(unary_request())
+                            .await
+                            .is_ok_and(|reply| reply.into_inner().payload.len() == 16)
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.service.stop().await?;
+        self.tonic.stop().await;
+        Ok(())
+    }
 }
 
 /// A plain tonic server with [`TonicEcho`] and a plain tonic client to it.
 struct TonicPeer {
+    address: SocketAddr,
     client: EchoClient<tonic::transport::Channel>,
     stop: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
@@ -264,17 +463,23 @@ impl TonicPeer {
                 eprintln!("the tonic peer failed: {err}");
             }
         });
+        TonicPeer {
+            address,
+            client: TonicPeer::connect(&address.to_string()).await,
+            stop,
+            server,
+        }
+    }
+
+    /// A plain tonic client of the server at `address`.
+    async fn connect(address: &str) -> EchoClient<tonic::transport::Channel> {
         let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
             .expect("a valid URI")
             .tcp_nodelay(true)
             .connect()
             .await
-            .expect("connecting to the tonic peer");
-        TonicPeer {
-            client: EchoClient::new(channel),
-            stop,
-            server,
-        }
+            .expect("connecting to a gRPC server");
+        EchoClient::new(channel)
     }
 
     async fn stop(self) {

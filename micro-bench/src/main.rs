@@ -102,7 +102,8 @@ async fn main() -> micro::Result<()> {
             return discovery::run(seconds).await;
         }
         if peer == "grpc" {
-            return grpc::run(seconds).await;
+            let args: Vec<String> = std::env::args().skip(3).collect();
+            return grpc::run(seconds, &args).await;
         }
         let pair = Pair::parse(&peer)?;
         let concurrencies = match std::env::args().nth(3).and_then(|arg| arg.parse().ok()) {
@@ -128,29 +129,14 @@ async fn http_versus_axum(peers: &Peers, round: Duration) {
     println!(
         "HTTP, small JSON request: micro (HTTP transport, call by name) vs plain axum + hyper client"
     );
-    println!(
-        "{:>11} {:>6} {:>12} {:>10} {:>10} {:>8}",
-        "concurrency", "peer", "calls/s", "p50", "p99", "errors"
-    );
+    print_header();
     for concurrency in [1, 64] {
         let (micro_summary, axum_summary) = peers
             .alternate((Pair::Micro, Pair::Axum), concurrency, ROUNDS, round)
             .await;
         print_row(concurrency, Pair::Micro.label(), &micro_summary);
         print_row(concurrency, Pair::Axum.label(), &axum_summary);
-        println!(
-            "{:>11} ratio  throughput micro/axum = {:.3}   p50 micro/axum = {:.3}   p99 micro/axum = {:.3}",
-            "",
-            micro_summary.calls_per_second() / axum_summary.calls_per_second(),
-            ratio(
-                micro_summary.percentile(50.0),
-                axum_summary.percentile(50.0)
-            ),
-            ratio(
-                micro_summary.percentile(99.0),
-                axum_summary.percentile(99.0)
-            ),
-        );
+        print_ratios("axum", &micro_summary, &axum_summary);
     }
 }
 
@@ -250,6 +236,25 @@ fn print_row(concurrency: usize, peer: &str, summary: &Summary) {
         format!("{:.1}us", micros(summary.percentile(50.0))),
         format!("{:.1}us", micros(summary.percentile(99.0))),
         summary.errors,
+    );
+}
+
+/// The column titles of the rows [`print_row`] prints.
+pub(crate) fn print_header() {
+    println!(
+        "{:>11} {:>6} {:>12} {:>10} {:>10} {:>8}",
+        "concurrency", "peer", "calls/s", "p50", "p99", "errors"
+    );
+}
+
+/// micro's throughput and latency over a peer's, measured in the same run.
+pub(crate) fn print_ratios(peer: &str, micro: &Summary, other: &Summary) {
+    println!(
+        "{:>11} ratio  throughput micro/{peer} = {:.3}   p50 micro/{peer} = {:.3}   p99 micro/{peer} = {:.3}",
+        "",
+        micro.calls_per_second() / other.calls_per_second(),
+        ratio(micro.percentile(50.0), other.percentile(50.0)),
+        ratio(micro.percentile(99.0), other.percentile(99.0)),
     );
 }
 

@@ -10,7 +10,9 @@
 //! - JetStream publish throughput: [`JS_IN_FLIGHT`] publishes in flight, each
 //!   waiting for the server's storage ack, to one file-backed stream.
 //!
-//! The peers alternate in rounds so drift in the machine's load hits both.
+//! The peers alternate in [`ROUNDS`] short rounds, and each throughput ratio
+//! is the median of the rounds' ratios, so drift and bursts in the machine's
+//! load hit both peers and do not decide the result.
 
 use std::{
     sync::{
@@ -34,7 +36,9 @@ const MESSAGE_SIZE: usize = 128;
 const WINDOW: usize = 4096;
 /// JetStream publishes awaiting their ack at once.
 const JS_IN_FLIGHT: usize = 256;
-const ROUNDS: u32 = 3;
+/// Rounds per scenario: many short ones, so that a burst of load from
+/// another process skews a few rounds' ratios, not the median.
+const ROUNDS: u32 = 10;
 
 /// Runs the NATS comparison for about `seconds` per scenario and peer.
 pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
@@ -48,7 +52,8 @@ pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
     let payload = Bytes::from(vec![b'x'; MESSAGE_SIZE]);
     println!(
         "NATS broker vs raw async-nats: {MESSAGE_SIZE}-byte messages, nats-server on loopback, \
-         {seconds} s per scenario and peer in {ROUNDS} alternating rounds\n"
+         {seconds} s per scenario and peer in {ROUNDS} alternating rounds; \
+         each ratio is the median of the rounds' micro/raw ratios\n"
     );
 
     let micro_core = NatsBroker::builder()
@@ -56,44 +61,26 @@ pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
         .connect()
         .await?;
     let raw_core = raw_client(&url).await?;
-    let (mut micro_rate, mut raw_rate) = (Rate::default(), Rate::default());
+    let mut core = Paired::default();
     let (mut micro_lat, mut raw_lat) = (Vec::new(), Vec::new());
-    // Which peer goes first alternates from round to round.
     for i in 0..ROUNDS {
-        let micro_first = i % 2 == 0;
-        if micro_first {
-            micro_rate.add(
-                micro_throughput(&micro_core, &format!("bench.core.m{i}"), &payload, round).await?,
-            );
-        }
-        raw_rate
-            .add(raw_throughput(&raw_core, &format!("bench.core.r{i}"), &payload, round).await?);
-        if !micro_first {
-            micro_rate.add(
-                micro_throughput(&micro_core, &format!("bench.core.m{i}"), &payload, round).await?,
-            );
-        }
-        if micro_first {
-            micro_lat.extend(
-                micro_latency(&micro_core, &format!("bench.lat.m{i}"), &payload, round).await?,
-            );
-        }
-        raw_lat.extend(raw_latency(&raw_core, &format!("bench.lat.r{i}"), &payload, round).await?);
-        if !micro_first {
-            micro_lat.extend(
-                micro_latency(&micro_core, &format!("bench.lat.m{i}"), &payload, round).await?,
-            );
-        }
+        let (micro_topic, raw_topic) = (format!("bench.core.m{i}"), format!("bench.core.r{i}"));
+        let micro_run = micro_throughput(&micro_core, &micro_topic, &payload, round);
+        let raw_run = raw_throughput(&raw_core, &raw_topic, &payload, round);
+        let (micro, raw) = alternate(i, micro_run, raw_run).await;
+        core.add(micro?, raw?);
+
+        let (micro_topic, raw_topic) = (format!("bench.lat.m{i}"), format!("bench.lat.r{i}"));
+        let micro_run = micro_latency(&micro_core, &micro_topic, &payload, round);
+        let raw_run = raw_latency(&raw_core, &raw_topic, &payload, round);
+        let (micro, raw) = alternate(i, micro_run, raw_run).await;
+        micro_lat.extend(micro?);
+        raw_lat.extend(raw?);
     }
     micro_lat.sort_unstable();
     raw_lat.sort_unstable();
     println!("core NATS publish-and-deliver (window {WINDOW}):");
-    println!("  micro  {:>12.0} msgs/s", micro_rate.per_second());
-    println!("  raw    {:>12.0} msgs/s", raw_rate.per_second());
-    println!(
-        "  ratio  throughput micro/raw = {:.3}",
-        micro_rate.per_second() / raw_rate.per_second()
-    );
+    core.print();
     println!("core NATS latency, one message in flight (publish to delivery):");
     println!(
         "  micro  p50 {:>8.1}us  p99 {:>8.1}us  ({} samples)",
@@ -124,33 +111,87 @@ pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
         .publish("benchjs.warmup", Message::new(payload.clone()))
         .await?;
     let raw_js = async_nats::jetstream::new(raw_client(&url).await?);
-    let (mut micro_js_rate, mut raw_js_rate) = (Rate::default(), Rate::default());
+    let mut js = Paired::default();
     for i in 0..ROUNDS {
-        if i % 2 == 0 {
-            micro_js_rate.add(micro_js_publish(&micro_js, &payload, round).await);
-            raw_js_rate.add(raw_js_publish(&raw_js, &payload, round).await);
-        } else {
-            raw_js_rate.add(raw_js_publish(&raw_js, &payload, round).await);
-            micro_js_rate.add(micro_js_publish(&micro_js, &payload, round).await);
-        }
+        let micro_run = micro_js_publish(&micro_js, &payload, round);
+        let raw_run = raw_js_publish(&raw_js, &payload, round);
+        let (micro, raw) = alternate(i, micro_run, raw_run).await;
+        js.add(micro, raw);
     }
     println!("JetStream publish, {JS_IN_FLIGHT} awaiting their storage ack (file storage):");
-    println!(
-        "  micro  {:>12.0} msgs/s  ({} errors)",
-        micro_js_rate.per_second(),
-        micro_js_rate.errors
-    );
-    println!(
-        "  raw    {:>12.0} msgs/s  ({} errors)",
-        raw_js_rate.per_second(),
-        raw_js_rate.errors
-    );
-    println!(
-        "  ratio  throughput micro/raw = {:.3}",
-        micro_js_rate.per_second() / raw_js_rate.per_second()
-    );
+    js.print();
     drop(server);
     Ok(())
+}
+
+/// Runs both peers one after the other, micro first in even rounds and raw
+/// first in odd ones, so neither always runs on a warmer (or busier) machine.
+async fn alternate<M, R>(round: u32, micro: M, raw: R) -> (M::Output, R::Output)
+where
+    M: Future,
+    R: Future,
+{
+    if round.is_multiple_of(2) {
+        let micro = micro.await;
+        (micro, raw.await)
+    } else {
+        let raw = raw.await;
+        (micro.await, raw)
+    }
+}
+
+/// Both peers' rates in one scenario, and each round's micro/raw ratio.
+///
+/// The machine is shared, so another process's burst can slow whichever peer
+/// runs at that moment; the two runs of a round are back to back, and the
+/// median over the rounds' ratios ignores the rounds such a burst skewed,
+/// where the pooled totals would not.
+#[derive(Debug, Default)]
+struct Paired {
+    micro: Rate,
+    raw: Rate,
+    ratios: Vec<f64>,
+}
+
+impl Paired {
+    fn add(&mut self, micro: Rate, raw: Rate) {
+        self.ratios
+            .push(micro.per_second() / raw.per_second().max(f64::MIN_POSITIVE));
+        self.micro.add(micro);
+        self.raw.add(raw);
+    }
+
+    fn print(&mut self) {
+        self.ratios.sort_unstable_by(f64::total_cmp);
+        let (lowest, highest) = match (self.ratios.first(), self.ratios.last()) {
+            (Some(lowest), Some(highest)) => (*lowest, *highest),
+            _ => (0.0, 0.0),
+        };
+        println!(
+            "  micro  {:>12.0} msgs/s  ({} errors)",
+            self.micro.per_second(),
+            self.micro.errors
+        );
+        println!(
+            "  raw    {:>12.0} msgs/s  ({} errors)",
+            self.raw.per_second(),
+            self.raw.errors
+        );
+        println!(
+            "  ratio  throughput micro/raw = {:.3}   (rounds {lowest:.3}..{highest:.3}; pooled {:.3})",
+            median(&self.ratios),
+            self.micro.per_second() / self.raw.per_second().max(f64::MIN_POSITIVE)
+        );
+    }
+}
+
+/// The median of sorted values.
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 #[derive(Debug, Default)]

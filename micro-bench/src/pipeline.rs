@@ -7,12 +7,13 @@
 //! cargo build --release -p micro-ports -p micro-bench
 //! target/release/micro-bench 0 pipeline                  # 1 GiB, SQLite
 //! target/release/micro-bench 0 pipeline 256MiB --database postgres://postgres@127.0.0.1:5432/test
+//! target/release/micro-bench 0 pipeline 1GiB --transport grpc   # the services over gRPC
 //! ```
 //!
 //! It drives the `ports` binary of the `micro-ports` example (next to this
 //! one in the target directory): `generate` writes the file, `serve`
-//! starts the `ports`, `average` and `ingest` services over HTTP on
-//! loopback, `upload` streams the file, `direct` is the peer. Peak RSS is
+//! starts the `ports`, `average` and `ingest` services on loopback over
+//! HTTP (or the transport `--transport` names), `upload` streams the file, `direct` is the peer. Peak RSS is
 //! each process's `VmHWM` from `/proc/PID/status`: read by this program
 //! for the services just before stopping them, and reported by the client
 //! and the peer themselves as they finish. The database table is dropped
@@ -52,14 +53,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&work).map_err(|err| Error::from(err).context("making a work dir"))?;
     let database = option(args, "--database")
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", work.join("ports.db").display()));
+    let transport = option(args, "--transport").unwrap_or_else(|| "http".to_owned());
+    if !matches!(transport.as_str(), "http" | "grpc") {
+        return Err(Error::invalid_argument(format!(
+            "--transport {transport}: the pipeline runs over http or grpc"
+        )));
+    }
     let ports = ports_binary()?;
     let file = work.join("ports.json");
-    let outcome = bench(&ports, &file, &size, &database);
+    let outcome = bench(&ports, &file, &size, &database, &transport);
     let _ = std::fs::remove_dir_all(&work);
     outcome
 }
 
-fn bench(ports: &Path, file: &Path, size: &str, database: &str) -> Result<()> {
+fn bench(ports: &Path, file: &Path, size: &str, database: &str, transport: &str) -> Result<()> {
     let generated =
         command_output(Command::new(ports).args(["generate", &file.to_string_lossy(), size]))?;
     let records = number_after(&generated, "wrote ")?;
@@ -71,11 +78,11 @@ fn bench(ports: &Path, file: &Path, size: &str, database: &str) -> Result<()> {
     );
     println!("{}", generated.trim());
 
-    let pipeline = run_pipeline(ports, file, database)?;
+    let pipeline = run_pipeline(ports, file, database, transport)?;
     let direct = run_direct(ports, file, database)?;
     println!();
     print_run(
-        "micro: client + ingest + ports + average, 4 processes, HTTP on loopback",
+        &format!("micro: client + ingest + ports + average, 4 processes, {transport} on loopback"),
         bytes,
         &pipeline,
     );
@@ -123,15 +130,16 @@ fn print_run(title: &str, bytes: u64, run: &Run) {
     );
 }
 
-fn run_pipeline(ports: &Path, file: &Path, database: &str) -> Result<Run> {
+fn run_pipeline(ports: &Path, file: &Path, database: &str, transport: &str) -> Result<Run> {
     reset(ports, database)?;
     let mut services = Vec::new();
-    let ports_service = Service::start(ports, "ports", database, &[])?;
-    let average = Service::start(ports, "average", database, &[])?;
+    let ports_service = Service::start(ports, "ports", database, transport, &[])?;
+    let average = Service::start(ports, "average", database, transport, &[])?;
     let ingest = Service::start(
         ports,
         "ingest",
         database,
+        transport,
         &[
             ("PORTS_ADDRESS", ports_service.address.clone()),
             ("AVERAGE_ADDRESS", average.address.clone()),
@@ -147,7 +155,7 @@ fn run_pipeline(ports: &Path, file: &Path, database: &str) -> Result<Run> {
                 &ingest.address,
                 "--quiet",
             ])
-            .env("MICRO_TRANSPORT", "http"),
+            .env("MICRO_TRANSPORT", transport),
     );
     let seconds = started.elapsed().as_secs_f64();
     services.push(("ingest", ingest.peak_rss_and_stop()));
@@ -192,12 +200,18 @@ struct Service {
 }
 
 impl Service {
-    fn start(ports: &Path, name: &str, database: &str, env: &[(&str, String)]) -> Result<Service> {
+    fn start(
+        ports: &Path,
+        name: &str,
+        database: &str,
+        transport: &str,
+        env: &[(&str, String)],
+    ) -> Result<Service> {
         let mut command = Command::new(ports);
         command
             .args(["serve", name])
             .env("DATABASE_URL", database)
-            .env("MICRO_TRANSPORT", "http")
+            .env("MICRO_TRANSPORT", transport)
             .env("MICRO_TRANSPORT_ADDRESS", "127.0.0.1:0")
             .stdout(Stdio::piped());
         for (key, value) in env {

@@ -1,5 +1,5 @@
 //! The pipeline end to end in one process: generated files of both layouts
-//! over HTTP and the memory transport, malformed records, a malformed file
+//! over HTTP, gRPC and the memory transport, malformed records, a malformed file
 //! structure, and the database's contents and the average checked against
 //! what the generator wrote. SQLite always; PostgreSQL when `DATABASE_URL`
 //! (or `MICRO_TEST_POSTGRES_URL`) names one.
@@ -9,7 +9,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 use micro::{
     ErrorKind, RunningService, Service, ServiceBuilder,
     registry::memory::MemoryRegistry,
-    transport::{DynTransport, http::HttpTransport, memory::MemoryTransport},
+    transport::{DynTransport, grpc::GrpcTransport, http::HttpTransport, memory::MemoryTransport},
 };
 use micro_ports::{
     generate::{Generated, Layout, generate},
@@ -117,6 +117,18 @@ async fn a_generated_object_file_lands_in_sqlite_exactly_once_over_http() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_array_file_lands_exactly_once_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ports.json");
+    let generated = generate(&file, 3 << 20, Layout::Array, 11).unwrap();
+    let transport: DynTransport = Arc::new(GrpcTransport::new());
+    let pipeline = Pipeline::start(transport, &sqlite_url(&dir), "ports").await;
+    let report = pipeline.upload(&file).await;
+    assert_all_landed(&pipeline, &report, &generated).await;
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_array_file_lands_over_the_memory_transport() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ports.json");
@@ -191,6 +203,7 @@ async fn a_malformed_structure_ends_the_upload_keeping_what_was_committed() {
     for transport in [
         Arc::new(HttpTransport::new()) as DynTransport,
         Arc::new(MemoryTransport::isolated()),
+        Arc::new(GrpcTransport::new()),
     ] {
         let db = tempfile::tempdir().unwrap();
         let pipeline = Pipeline::start(transport, &sqlite_url(&db), "ports").await;
