@@ -71,8 +71,12 @@ impl Run {
     }
 }
 
-/// Runs the fan-out and keyed-pool comparisons for about `seconds` each.
-pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
+/// Runs the fan-out and keyed-pool comparisons for about `seconds` each, or,
+/// with `args` (`micro 16`, `broadcast 4`, `keyed`), one side alone for `perf`.
+pub(crate) async fn run(seconds: u64, args: &[String]) -> micro::Result<()> {
+    if let Some(side) = args.first() {
+        return run_alone(side, args.get(1), Duration::from_secs(seconds.max(1))).await;
+    }
     let per_round = Duration::from_secs(seconds.max(1)) / ROUNDS;
     println!(
         "fan-out, {BODY}-byte bodies, one publisher: micro memory broker vs tokio::sync::broadcast \
@@ -126,6 +130,37 @@ pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
     );
     println!("{:>22} {:>12.3}", "ratio keyed/unkeyed", keyed / unkeyed);
     println!("{:>22} {:>12.3}", "keyed/spawned workers", keyed / workers);
+    Ok(())
+}
+
+async fn run_alone(
+    side: &str,
+    subscribers: Option<&String>,
+    duration: Duration,
+) -> micro::Result<()> {
+    let subscribers = match subscribers.map(|count| count.parse::<usize>()) {
+        None => 1,
+        Some(Ok(count)) if count > 0 => count,
+        Some(_) => {
+            return Err(micro::Error::invalid_argument(
+                "the subscriber count must be a positive number",
+            ));
+        }
+    };
+    let run = match side {
+        "micro" => memory_broker(subscribers, duration).await?,
+        "broadcast" => tokio_broadcast(subscribers, duration, true).await,
+        "keyed" => {
+            println!("KeyedPool: {:.0} items/s", keyed_pool(duration).await?);
+            return Ok(());
+        }
+        other => {
+            return Err(micro::Error::invalid_argument(format!(
+                "unknown fan-out side {other:?}: micro, broadcast or keyed"
+            )));
+        }
+    };
+    print_row(subscribers, side, &run);
     Ok(())
 }
 

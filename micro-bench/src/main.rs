@@ -93,7 +93,8 @@ async fn main() -> micro::Result<()> {
             return nats::run(seconds).await;
         }
         if peer == "fanout" {
-            return fanout::run(seconds).await;
+            let args: Vec<String> = std::env::args().skip(3).collect();
+            return fanout::run(seconds, &args).await;
         }
         if peer == "memory" {
             return memory_transport_cost().await;

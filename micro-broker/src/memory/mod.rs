@@ -171,12 +171,12 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
-        let targets = self.shared.targets(topic)?;
-        let mut reservations = Vec::with_capacity(targets.len());
-        for target in targets.iter() {
+        let routing = self.shared.routing(topic)?;
+        let mut reservations = Vec::with_capacity(routing.targets.len());
+        for target in &routing.targets {
             reservations.extend(self.shared.reserve(topic, target).await?);
         }
-        self.shared.deliver(topic, message, reservations);
+        self.shared.deliver(&routing.topic, message, reservations);
         Ok(())
     }
 

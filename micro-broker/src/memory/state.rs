@@ -39,18 +39,77 @@ const CACHED_TOPICS: usize = 4096;
 /// One message waiting in a buffer, or delivered and not yet settled.
 #[derive(Debug)]
 pub(super) struct Entry {
-    pub(super) topic: Arc<str>,
-    /// Shared by every subscriber the publish reached; each takes its own copy
-    /// when it receives it, the last one without copying.
-    pub(super) message: Arc<Message>,
-    /// The buffer slot this message occupies; dropping it makes room.
-    slot: Option<Slot>,
+    /// The topic, when it is not the subscriber's own pattern (a wildcard
+    /// subscriber's). Shared with the routing cache, so a publish allocates
+    /// no topic; left out for exact subscribers (the common case) so that
+    /// every subscriber of a topic does not bump one shared counter.
+    topic: Option<Arc<str>>,
+    /// Each subscriber's own copy (a copy shares the body; only headers are
+    /// duplicated). Held directly rather than behind one shared `Arc`,
+    /// because that `Arc` would be allocated by the publisher's thread and
+    /// freed by a subscriber's on every message, which glibc's per-thread
+    /// caches cannot serve.
+    pub(super) message: Message,
+    /// The buffer slot this message occupies.
+    slot: Hold,
+}
+
+/// Which buffer slot an [`Entry`] occupies.
+#[derive(Debug)]
+enum Hold {
+    /// One of the slots of the inbox it was placed in. That inbox's
+    /// subscriber gives it back when it hands the message out;
+    /// no counted pointer travels with the message, because that would be
+    /// one more counter bumped by the publisher's thread and dropped by the
+    /// subscriber's for every message.
+    Inbox,
+    /// A slot it gives back itself when dropped: a manual-ack delivery that
+    /// is out with its acker, or on its way back to be delivered again.
+    Own(#[allow(dead_code, reason = "held for its Drop, which gives the slot back")] Slot),
+    /// None: its inbox is gone, and nobody waits for that inbox's slots.
+    Nothing,
+}
+
+/// What a subscriber does with the slot of a message it hands out.
+pub(super) enum Handout {
+    /// It came from the subscriber's own buffer: the subscriber gives the
+    /// slot back itself.
+    Counted,
+    /// It had no slot of this subscriber's (a redelivery), or its slot went
+    /// with it (manual ack).
+    Settled,
 }
 
 impl Entry {
-    /// Releases the buffer slot: the subscriber has taken the message for good.
-    pub(super) fn release_slot(&mut self) {
-        self.slot = None;
+    /// The topic the message was published to, for a subscriber of `pattern`.
+    pub(super) fn topic<'a>(&'a self, pattern: &'a str) -> &'a str {
+        self.topic.as_deref().unwrap_or(pattern)
+    }
+
+    /// The subscriber of `inbox` takes the message for good (auto ack): its
+    /// slot is free once the subscriber counts it back.
+    pub(super) fn hand_out(&mut self) -> Handout {
+        match std::mem::replace(&mut self.slot, Hold::Nothing) {
+            Hold::Inbox => Handout::Counted,
+            // Dropped here: the slot goes back to whoever it belongs to.
+            Hold::Own(_) | Hold::Nothing => Handout::Settled,
+        }
+    }
+
+    /// The subscriber of `inbox` hands the message out unsettled (manual
+    /// ack): the slot travels with it until it is settled.
+    pub(super) fn hand_out_unsettled(&mut self, inbox: &Inbox) {
+        if let Hold::Inbox = self.slot {
+            self.slot = Hold::Own(Slot(Arc::clone(&inbox.slots)));
+        }
+    }
+
+    /// Its inbox is gone (and with it anyone waiting for that inbox's room).
+    fn detach(mut self) -> Entry {
+        if let Hold::Inbox = self.slot {
+            self.slot = Hold::Nothing;
+        }
+        self
     }
 }
 
@@ -175,7 +234,16 @@ pub(super) struct Shared {
     /// Who each recently published topic reaches. Written only while `state`
     /// is locked, and cleared there whenever a route changes, so it never
     /// outlives the table it was computed from.
-    targets: RwLock<HashMap<String, Arc<[Target]>>>,
+    routes: RwLock<HashMap<String, Arc<Routing>>>,
+}
+
+/// Where messages published to one topic go, as the routing cache keeps it.
+#[derive(Debug)]
+pub(super) struct Routing {
+    /// The topic, shared by every message published to it while cached.
+    pub(super) topic: Arc<str>,
+    /// Everyone a message must reach, in reservation order.
+    pub(super) targets: Vec<Target>,
 }
 
 #[derive(Debug, Default)]
@@ -202,6 +270,9 @@ struct Route {
 pub(super) struct Inbox {
     id: u64,
     pattern: String,
+    /// Whether `pattern` has no wildcards, so it is the topic of everything
+    /// this subscriber receives.
+    exact: bool,
     /// The queue group it belongs to, with the group's redeliveries.
     group: Option<(u64, Arc<GroupQueue>)>,
     slots: Arc<Slots>,
@@ -259,11 +330,29 @@ impl Target {
     }
 }
 
-/// A reserved buffer slot, ready to receive the message.
+/// A reserved buffer slot, ready to receive the message; given back if the
+/// message is never placed (the publish was dropped half-way).
 #[derive(Debug)]
 pub(super) struct Reservation {
     inbox: Arc<Inbox>,
-    slot: Slot,
+    placed: bool,
+}
+
+impl Reservation {
+    fn new(inbox: Arc<Inbox>) -> Reservation {
+        Reservation {
+            inbox,
+            placed: false,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.placed {
+            self.inbox.slots.give_back();
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -275,6 +364,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inbox {
     pub(super) fn id(&self) -> u64 {
         self.id
+    }
+
+    pub(super) fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Gives back the slot of a message handed out with [`Handout::Counted`].
+    pub(super) fn give_back_slot(&self) {
+        self.slots.give_back();
     }
 
     /// Places `entry` in the buffer and wakes the subscriber; hands the entry
@@ -294,9 +392,19 @@ impl Inbox {
         Ok(())
     }
 
-    /// The next message for this subscriber: redeliveries first, then its
-    /// buffer. `Ready(None)` once the subscriber is gone.
-    pub(super) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Entry>> {
+    /// Moves what this subscriber is to receive next into `taken`, which
+    /// must be empty: one redelivery if there is one (they come first),
+    /// otherwise its whole buffer at once, so a busy subscriber takes this
+    /// lock (which publishers placing messages contend for) once per batch
+    /// rather than once per message. The entries keep their buffer slots
+    /// until the subscriber hands them out, so the bound still holds.
+    /// `Ready(false)` once the subscriber is gone.
+    pub(super) fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        taken: &mut VecDeque<Entry>,
+    ) -> Poll<bool> {
+        debug_assert!(taken.is_empty());
         let mut queue = lock(&self.queue);
         // The group's queue is looked at with this inbox locked, so a
         // redelivery pushed after the look finds this subscriber's waker.
@@ -304,11 +412,17 @@ impl Inbox {
             Some((_, group)) => lock(&group.redeliveries).pop_front(),
             None => queue.redeliveries.pop_front(),
         };
-        if let Some(entry) = redelivered.or_else(|| queue.buffer.pop_front()) {
-            return Poll::Ready(Some(entry));
+        if let Some(entry) = redelivered {
+            taken.push_back(entry);
+            return Poll::Ready(true);
+        }
+        if !queue.buffer.is_empty() {
+            // Swapped, not drained: the two queues trade their allocations.
+            std::mem::swap(&mut queue.buffer, taken);
+            return Poll::Ready(true);
         }
         if queue.closed {
-            return Poll::Ready(None);
+            return Poll::Ready(false);
         }
         match &mut queue.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -327,7 +441,10 @@ impl Inbox {
         let mut queue = lock(&self.queue);
         queue.closed = true;
         (
-            std::mem::take(&mut queue.buffer),
+            std::mem::take(&mut queue.buffer)
+                .into_iter()
+                .map(Entry::detach)
+                .collect(),
             std::mem::take(&mut queue.redeliveries),
         )
     }
@@ -338,7 +455,7 @@ impl Shared {
         Shared {
             config,
             state: Mutex::new(State::default()),
-            targets: RwLock::new(HashMap::new()),
+            routes: RwLock::new(HashMap::new()),
         }
     }
 
@@ -348,7 +465,7 @@ impl Shared {
 
     /// Forgets every cached route; called with `state` locked, after a change.
     fn routes_changed(&self) {
-        self.targets
+        self.routes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -365,6 +482,7 @@ impl Shared {
         let state = &mut *state;
         let id = state.allocate_id();
         let pattern_text = pattern.as_str().to_owned();
+        let exact = !pattern.has_wildcards();
         let routes = if pattern.has_wildcards() {
             &mut state.wildcard
         } else {
@@ -415,6 +533,7 @@ impl Shared {
         let inbox = Arc::new(Inbox {
             id,
             pattern: pattern_text,
+            exact,
             group,
             slots: Arc::new(Slots::new(self.config.buffer)),
             queue: Mutex::default(),
@@ -429,7 +548,10 @@ impl Shared {
     /// received goes to the rest of its queue group; a fan-out subscriber's
     /// leftovers, and a group's when its last member leaves, are discarded
     /// (and logged): nobody is left who asked for them.
-    pub(super) fn unsubscribe(&self, id: u64) {
+    ///
+    /// `taken` is what the subscriber had moved out of its buffer and not yet
+    /// handed out; it counts as not received.
+    pub(super) fn unsubscribe(&self, id: u64, taken: VecDeque<Entry>) {
         let mut wakers = Vec::new();
         let mut discarded = Vec::new();
         {
@@ -437,7 +559,9 @@ impl Shared {
             let Some(inbox) = state.subscribers.remove(&id) else {
                 return;
             };
-            let (buffer, redeliveries) = inbox.close();
+            let (rest, redeliveries) = inbox.close();
+            let mut buffer: VecDeque<Entry> = taken.into_iter().map(Entry::detach).collect();
+            buffer.extend(rest);
             match &inbox.group {
                 None => {
                     state.remove_fanout(&inbox.pattern, id);
@@ -482,34 +606,40 @@ impl Shared {
         };
         if let Some(entry) = discarded {
             tracing::debug!(
-                topic = %entry.topic,
+                topic = entry
+                    .topic
+                    .as_deref()
+                    .unwrap_or("(the subscriber's pattern)"),
                 "memory broker: unsettled message discarded: its subscriber and queue group are gone"
             );
         }
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// Everyone a message published to `topic` must reach, in reservation
-    /// order; validates `topic` the first time it is seen.
-    pub(super) fn targets(&self, topic: &str) -> Result<Arc<[Target]>> {
+    /// Where a message published to `topic` goes; validates `topic` the
+    /// first time it is seen.
+    pub(super) fn routing(&self, topic: &str) -> Result<Arc<Routing>> {
         let cached = self
-            .targets
+            .routes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(topic)
             .cloned();
-        if let Some(targets) = cached {
-            return Ok(targets);
+        if let Some(routing) = cached {
+            return Ok(routing);
         }
         validate_topic(topic)?;
         let state = self.lock();
-        let targets = state.targets(topic);
-        let mut cache = self.targets.write().unwrap_or_else(PoisonError::into_inner);
+        let routing = Arc::new(Routing {
+            topic: Arc::from(topic),
+            targets: state.targets(topic),
+        });
+        let mut cache = self.routes.write().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CACHED_TOPICS {
             cache.clear();
         }
-        cache.insert(topic.to_owned(), Arc::clone(&targets));
-        Ok(targets)
+        cache.insert(topic.to_owned(), Arc::clone(&routing));
+        Ok(routing)
     }
 
     /// Reserves a slot for one message at `target`, applying the overflow
@@ -536,10 +666,7 @@ impl Shared {
                         }
                     }
                 };
-                Ok(reserved.then(|| Reservation {
-                    inbox: Arc::clone(inbox),
-                    slot: Slot(Arc::clone(&inbox.slots)),
-                }))
+                Ok(reserved.then(|| Reservation::new(Arc::clone(inbox))))
             }
             Target::Group {
                 id,
@@ -573,10 +700,7 @@ impl Shared {
             };
             for inbox in &members {
                 if inbox.slots.try_take() {
-                    return Ok(Some(Reservation {
-                        inbox: Arc::clone(inbox),
-                        slot: Slot(Arc::clone(&inbox.slots)),
-                    }));
+                    return Ok(Some(Reservation::new(Arc::clone(inbox))));
                 }
             }
             if self.config.overflow == OverflowPolicy::Fail {
@@ -596,8 +720,7 @@ impl Shared {
             }));
             match future::select(any_room, std::pin::pin!(changed)).await {
                 Either::Left((((inbox, true), _, _), _)) => {
-                    let slot = Slot(Arc::clone(&inbox.slots));
-                    return Ok(Some(Reservation { inbox, slot }));
+                    return Ok(Some(Reservation::new(inbox)));
                 }
                 // A member left or joined: look at the group again.
                 Either::Left((((_, false), _, _), _)) | Either::Right(_) => {}
@@ -632,18 +755,33 @@ impl Shared {
     /// Places `message` in every reserved slot, without waiting in between,
     /// so a publish either reaches everyone it reserved for or (when its
     /// future is dropped before this point) no one.
-    pub(super) fn deliver(&self, topic: &str, message: Message, reservations: Vec<Reservation>) {
-        let topic: Arc<str> = Arc::from(topic);
-        let message = Arc::new(message);
-        for Reservation { inbox, slot } in reservations {
-            let entry = Entry {
-                topic: Arc::clone(&topic),
-                message: Arc::clone(&message),
-                slot: Some(slot),
-            };
-            if let Err(entry) = inbox.place(entry) {
-                self.left_meanwhile(&inbox, entry);
-            }
+    pub(super) fn deliver(
+        &self,
+        topic: &Arc<str>,
+        message: Message,
+        reservations: Vec<Reservation>,
+    ) {
+        let mut reservations = reservations.into_iter();
+        let Some(last) = reservations.next_back() else {
+            return;
+        };
+        for reservation in reservations {
+            self.place(topic, message.clone(), reservation);
+        }
+        // The last one takes the original.
+        self.place(topic, message, last);
+    }
+
+    fn place(&self, topic: &Arc<str>, message: Message, mut reservation: Reservation) {
+        let inbox = &reservation.inbox;
+        let entry = Entry {
+            topic: (!inbox.exact).then(|| Arc::clone(topic)),
+            message,
+            slot: Hold::Inbox,
+        };
+        match inbox.place(entry) {
+            Ok(()) => reservation.placed = true,
+            Err(entry) => self.left_meanwhile(inbox, entry.detach()),
         }
     }
 
@@ -678,7 +816,7 @@ impl State {
     }
 
     /// Everyone a message published to `topic` must reach, in reservation order.
-    fn targets(&self, topic: &str) -> Arc<[Target]> {
+    fn targets(&self, topic: &str) -> Vec<Target> {
         let routes = self.exact.get(topic).into_iter().chain(
             self.wildcard
                 .values()
@@ -703,7 +841,7 @@ impl State {
             }
         }
         targets.sort_by_key(Target::rank);
-        targets.into()
+        targets
     }
 
     fn remove_route_if_unused(&mut self, pattern: &str) {

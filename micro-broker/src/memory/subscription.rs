@@ -1,4 +1,5 @@
 use std::{
+    collections::VecDeque,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -8,8 +9,8 @@ use std::{
 use async_trait::async_trait;
 use futures::Stream;
 
-use super::state::{Entry, Inbox, Redelivery, Shared};
-use crate::{Acker, Delivery, Message, Result};
+use super::state::{Entry, Handout, Inbox, Redelivery, Shared};
+use crate::{Acker, Delivery, Result};
 
 /// The delivery stream of one memory subscription; dropping it unsubscribes.
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub(super) struct Deliveries {
     inbox: Arc<Inbox>,
     redelivery: Redelivery,
     manual_ack: bool,
+    /// Taken from the inbox in one go, handed out one by one.
+    taken: VecDeque<Entry>,
 }
 
 impl Deliveries {
@@ -32,6 +35,7 @@ impl Deliveries {
             inbox,
             redelivery,
             manual_ack,
+            taken: VecDeque::new(),
         }
     }
 }
@@ -41,32 +45,43 @@ impl Stream for Deliveries {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let Poll::Ready(entry) = this.inbox.poll_take(cx) else {
-            return Poll::Pending;
-        };
-        Poll::Ready(entry.map(|mut entry| {
-            if this.manual_ack {
-                let (topic, message) = (entry.topic.to_string(), Message::clone(&entry.message));
-                let acker = MemoryAcker {
-                    shared: Arc::clone(&this.shared),
-                    redelivery: this.redelivery,
-                    entry: Some(entry),
-                };
-                Ok(Delivery::with_acker(topic, message, Box::new(acker)))
-            } else {
-                entry.release_slot();
-                // The last subscriber to take a message takes it without a copy.
-                let message =
-                    Arc::try_unwrap(entry.message).unwrap_or_else(|shared| (*shared).clone());
-                Ok(Delivery::new(entry.topic.as_ref(), message))
+        if this.taken.is_empty() {
+            match this.inbox.poll_take(cx, &mut this.taken) {
+                Poll::Ready(true) => {}
+                Poll::Ready(false) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
             }
-        }))
+        }
+        let Some(mut entry) = this.taken.pop_front() else {
+            return Poll::Ready(None);
+        };
+        let delivery = if this.manual_ack {
+            entry.hand_out_unsettled(&this.inbox);
+            let topic = entry.topic(this.inbox.pattern()).to_owned();
+            let message = entry.message.clone();
+            let acker = MemoryAcker {
+                shared: Arc::clone(&this.shared),
+                redelivery: this.redelivery,
+                entry: Some(entry),
+            };
+            Delivery::with_acker(topic, message, Box::new(acker))
+        } else {
+            // Taken for good: its slot is free at once, so a publisher
+            // held back by a full buffer resumes as soon as one is read.
+            if let Handout::Counted = entry.hand_out() {
+                this.inbox.give_back_slot();
+            }
+            let topic = entry.topic(this.inbox.pattern()).to_owned();
+            Delivery::new(topic, entry.message)
+        };
+        Poll::Ready(Some(Ok(delivery)))
     }
 }
 
 impl Drop for Deliveries {
     fn drop(&mut self) {
-        self.shared.unsubscribe(self.inbox.id());
+        self.shared
+            .unsubscribe(self.inbox.id(), std::mem::take(&mut self.taken));
     }
 }
 

@@ -225,6 +225,38 @@ async fn a_leaving_member_hands_its_backlog_to_the_rest_of_the_group() {
     assert_eq!(received, expected);
 }
 
+/// A member takes its buffer in batches; what it moved out and had not yet
+/// handed out when it leaves is backlog too, not lost.
+#[tokio::test]
+async fn a_member_leaving_mid_batch_hands_the_rest_of_the_batch_on() {
+    let broker = MemoryBroker::new();
+    let group = SubscribeOptions::queue("workers");
+    let mut leaver = broker.subscribe("t", &group).await.unwrap();
+    let mut stayer = broker.subscribe("t", &group).await.unwrap();
+    for i in 0..10 {
+        broker
+            .publish("t", Message::new(i.to_string()))
+            .await
+            .unwrap();
+    }
+    // The leaver's first take moves its whole buffer out; it hands out one.
+    let handled = body(&next(&mut leaver).await);
+    drop(leaver);
+
+    let mut received = BTreeSet::from([handled]);
+    for _ in 0..9 {
+        assert!(received.insert(body(&next(&mut stayer).await)), "duplicate");
+    }
+    let expected: BTreeSet<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(received, expected);
+    assert!(
+        timeout(Duration::from_millis(50), stayer.next())
+            .await
+            .is_err(),
+        "nothing is delivered twice"
+    );
+}
+
 #[tokio::test]
 async fn the_last_member_leaving_removes_the_group_and_its_backlog() {
     let broker = MemoryBroker::new();
