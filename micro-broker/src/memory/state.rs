@@ -276,7 +276,10 @@ pub(super) struct Inbox {
     /// The queue group it belongs to, with the group's redeliveries.
     group: Option<(u64, Arc<GroupQueue>)>,
     slots: Arc<Slots>,
-    queue: Mutex<InboxQueue>,
+    /// On a cache line of its own: publisher and subscriber both write it,
+    /// and the fields beside it (the `Arc`'s counts among them) would
+    /// otherwise bounce between their cores with it.
+    queue: CacheLine<Mutex<InboxQueue>>,
 }
 
 #[derive(Debug, Default)]
@@ -287,6 +290,19 @@ struct InboxQueue {
     waker: Option<Waker>,
     /// Set when the subscriber leaves; nothing is placed here afterwards.
     closed: bool,
+}
+
+/// A value alone on its cache line (128 bytes covers adjacent-line prefetch).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// Redeliveries of a queue group, taken by whichever member asks first.
@@ -332,25 +348,43 @@ impl Target {
 
 /// A reserved buffer slot, ready to receive the message; given back if the
 /// message is never placed (the publish was dropped half-way).
+///
+/// A fan-out subscriber's inbox is borrowed from the routing the publish
+/// holds, not cloned: the count of an `Arc<Inbox>` sits next to the inbox's
+/// lock, so bumping it for every message contends with the subscriber.
 #[derive(Debug)]
-pub(super) struct Reservation {
-    inbox: Arc<Inbox>,
+pub(super) struct Reservation<'a> {
+    inbox: InboxRef<'a>,
     placed: bool,
 }
 
-impl Reservation {
-    fn new(inbox: Arc<Inbox>) -> Reservation {
+#[derive(Debug)]
+enum InboxRef<'a> {
+    Borrowed(&'a Inbox),
+    /// A queue group's member, looked up for this one publish.
+    Owned(Arc<Inbox>),
+}
+
+impl<'a> Reservation<'a> {
+    fn new(inbox: InboxRef<'a>) -> Reservation<'a> {
         Reservation {
             inbox,
             placed: false,
         }
     }
+
+    fn inbox(&self) -> &Inbox {
+        match &self.inbox {
+            InboxRef::Borrowed(inbox) => inbox,
+            InboxRef::Owned(inbox) => inbox,
+        }
+    }
 }
 
-impl Drop for Reservation {
+impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if !self.placed {
-            self.inbox.slots.give_back();
+            self.inbox().slots.give_back();
         }
     }
 }
@@ -536,7 +570,7 @@ impl Shared {
             exact,
             group,
             slots: Arc::new(Slots::new(self.config.buffer)),
-            queue: Mutex::default(),
+            queue: CacheLine::default(),
         });
         state.subscribers.insert(id, Arc::clone(&inbox));
         self.routes_changed();
@@ -644,11 +678,11 @@ impl Shared {
 
     /// Reserves a slot for one message at `target`, applying the overflow
     /// policy. `Ok(None)` when the target left meanwhile.
-    pub(super) async fn reserve(
+    pub(super) async fn reserve<'a>(
         &self,
         topic: &str,
-        target: &Target,
-    ) -> Result<Option<Reservation>> {
+        target: &'a Target,
+    ) -> Result<Option<Reservation<'a>>> {
         match target {
             Target::Subscriber(inbox) => {
                 let reserved = if inbox.slots.try_take() {
@@ -666,7 +700,7 @@ impl Shared {
                         }
                     }
                 };
-                Ok(reserved.then(|| Reservation::new(Arc::clone(inbox))))
+                Ok(reserved.then(|| Reservation::new(InboxRef::Borrowed(inbox))))
             }
             Target::Group {
                 id,
@@ -690,7 +724,7 @@ impl Shared {
         name: &str,
         pattern: &str,
         membership: &Notify,
-    ) -> Result<Option<Reservation>> {
+    ) -> Result<Option<Reservation<'static>>> {
         loop {
             // Created before looking at the members, so a member joining right
             // after the look still wakes this publisher.
@@ -700,7 +734,7 @@ impl Shared {
             };
             for inbox in &members {
                 if inbox.slots.try_take() {
-                    return Ok(Some(Reservation::new(Arc::clone(inbox))));
+                    return Ok(Some(Reservation::new(InboxRef::Owned(Arc::clone(inbox)))));
                 }
             }
             if self.config.overflow == OverflowPolicy::Fail {
@@ -720,7 +754,7 @@ impl Shared {
             }));
             match future::select(any_room, std::pin::pin!(changed)).await {
                 Either::Left((((inbox, true), _, _), _)) => {
-                    return Ok(Some(Reservation::new(inbox)));
+                    return Ok(Some(Reservation::new(InboxRef::Owned(inbox))));
                 }
                 // A member left or joined: look at the group again.
                 Either::Left((((_, false), _, _), _)) | Either::Right(_) => {}
@@ -759,7 +793,7 @@ impl Shared {
         &self,
         topic: &Arc<str>,
         message: Message,
-        reservations: Vec<Reservation>,
+        reservations: Vec<Reservation<'_>>,
     ) {
         let mut reservations = reservations.into_iter();
         let Some(last) = reservations.next_back() else {
@@ -772,8 +806,8 @@ impl Shared {
         self.place(topic, message, last);
     }
 
-    fn place(&self, topic: &Arc<str>, message: Message, mut reservation: Reservation) {
-        let inbox = &reservation.inbox;
+    fn place(&self, topic: &Arc<str>, message: Message, mut reservation: Reservation<'_>) {
+        let inbox = reservation.inbox();
         let entry = Entry {
             topic: (!inbox.exact).then(|| Arc::clone(topic)),
             message,
