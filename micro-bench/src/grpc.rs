@@ -29,7 +29,16 @@ use micro::{
 };
 use tokio::sync::oneshot;
 
-use crate::{ROUNDS, measure, measure::Summary, print_header, print_ratios, print_row};
+use crate::{
+    measure,
+    measure::Summary,
+    print_header, print_ratios, print_row,
+    rounds::{RoundRatios, alternate},
+};
+
+/// Rounds per scenario: many short ones, so the median of their ratios is
+/// not decided by a burst of load from another process.
+const GRPC_ROUNDS: u32 = 9;
 
 /// The unary request: about 60 bytes of protobuf.
 fn unary_request() -> EchoRequest {
@@ -50,6 +59,11 @@ const STREAM_PAYLOAD: usize = 1024;
 /// `strace -c` see it alone.
 pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
     let peers = GrpcPeers::start().await?;
+    if let [stream, side, shape] = args
+        && stream == "stream"
+    {
+        return stream_alone(&peers, side, shape, Duration::from_secs(seconds)).await;
+    }
     if let Some(pair) = args.first() {
         let pair = UnaryPair::parse(pair)?;
         let concurrencies = match args.get(1).and_then(|arg| arg.parse().ok()) {
@@ -66,9 +80,11 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
         return peers.stop().await;
     }
     println!(
-        "gRPC: micro (gRPC transport) vs plain tonic, {seconds} s per scenario and peer, {ROUNDS} alternating rounds, loopback\n"
+        "gRPC: micro (gRPC transport) vs plain tonic, {seconds} s per scenario and peer, \
+         {GRPC_ROUNDS} alternating rounds, loopback; `median` is the median of the rounds' \
+         micro/tonic ratios (for p99, tonic/micro: below 1 means micro is slower)\n"
     );
-    let round = Duration::from_secs(seconds) / ROUNDS;
+    let round = Duration::from_secs(seconds) / GRPC_ROUNDS;
     println!(
         "unary, small protobuf request: micro client by name -> micro handler vs tonic client -> tonic server"
     );
@@ -76,22 +92,40 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
     for concurrency in [1, 64] {
         let mut micro_runs = Vec::new();
         let mut tonic_runs = Vec::new();
-        for _ in 0..ROUNDS {
-            micro_runs.push(peers.unary(UnaryPair::Micro, concurrency, round).await);
-            tonic_runs.push(peers.unary(UnaryPair::Tonic, concurrency, round).await);
+        let (mut throughput, mut p99) = (RoundRatios::default(), RoundRatios::default());
+        for round_number in 0..GRPC_ROUNDS {
+            let (micro, tonic) = alternate(
+                round_number,
+                peers.unary(UnaryPair::Micro, concurrency, round),
+                peers.unary(UnaryPair::Tonic, concurrency, round),
+            )
+            .await;
+            throughput.push(micro.calls_per_second(), tonic.calls_per_second());
+            p99.push(
+                tonic.percentile(99.0).as_secs_f64(),
+                micro.percentile(99.0).as_secs_f64(),
+            );
+            micro_runs.push(micro);
+            tonic_runs.push(tonic);
         }
         let (micro_summary, tonic_summary) =
             (Summary::merge(micro_runs), Summary::merge(tonic_runs));
         print_row(concurrency, "micro", &micro_summary);
         print_row(concurrency, "tonic", &tonic_summary);
         print_ratios("tonic", &micro_summary, &tonic_summary);
+        println!(
+            "{:>11} rounds throughput micro/tonic {}   p99 tonic/micro {}",
+            "",
+            throughput.describe(),
+            p99.describe()
+        );
     }
     // Each client against the other's server: tells whether a gap sits on
     // the calling or on the serving side.
     for concurrency in [1, 64] {
         let mut client_side = Vec::new();
         let mut server_side = Vec::new();
-        for _ in 0..ROUNDS {
+        for _ in 0..GRPC_ROUNDS {
             client_side.push(
                 peers
                     .unary(UnaryPair::MicroToTonic, concurrency, round)
@@ -125,9 +159,18 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(seconds) * 3;
     for shape in [Shape::Server, Shape::Client, Shape::Bidi] {
         let (mut micro_total, mut tonic_total) = (Throughput::default(), Throughput::default());
-        for _ in 0..ROUNDS {
-            micro_total.add(micro_stream(&peers.client, shape).await?);
-            tonic_total.add(tonic_stream(&peers.tonic.client, shape).await?);
+        let mut ratios = RoundRatios::default();
+        for round_number in 0..GRPC_ROUNDS {
+            let (micro, tonic) = alternate(
+                round_number,
+                micro_stream(&peers.client, shape),
+                tonic_stream(&peers.tonic.client, shape),
+            )
+            .await;
+            let (micro, tonic) = (micro?, tonic?);
+            ratios.push(micro.per_second(), tonic.per_second());
+            micro_total.add(micro);
+            tonic_total.add(tonic);
             if Instant::now() > deadline {
                 break;
             }
@@ -136,13 +179,50 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
         micro_total.print("micro");
         tonic_total.print("tonic");
         println!(
-            "{:>11} ratio  messages/s micro/tonic = {:.3}",
+            "{:>11} ratio  messages/s micro/tonic = {:.3} pooled, {}",
             "",
-            micro_total.per_second() / tonic_total.per_second()
+            micro_total.per_second() / tonic_total.per_second(),
+            ratios.describe()
         );
     }
 
     peers.stop().await
+}
+
+/// `stream micro|tonic server|client|bidi`: one side's streaming calls, one
+/// after another for `duration`, for `perf`.
+async fn stream_alone(
+    peers: &GrpcPeers,
+    side: &str,
+    shape: &str,
+    duration: Duration,
+) -> Result<()> {
+    let shape = match shape {
+        "server" => Shape::Server,
+        "client" => Shape::Client,
+        "bidi" => Shape::Bidi,
+        other => {
+            return Err(micro::Error::invalid_argument(format!(
+                "unknown stream shape {other:?}: server, client or bidi"
+            )));
+        }
+    };
+    let started = Instant::now();
+    let mut total = Throughput::default();
+    while started.elapsed() < duration {
+        total.add(match side {
+            "micro" => micro_stream(&peers.client, shape).await?,
+            "tonic" => tonic_stream(&peers.tonic.client, shape).await?,
+            other => {
+                return Err(micro::Error::invalid_argument(format!(
+                    "unknown side {other:?}: micro or tonic"
+                )));
+            }
+        });
+    }
+    println!("{:>11} {}", "", shape.describe());
+    total.print(side);
+    Ok(())
 }
 
 /// Messages received and the time they took, over several calls.

@@ -37,6 +37,7 @@ mod measure;
 mod nats;
 mod peers;
 mod pipeline;
+mod rounds;
 
 use std::{sync::Arc, time::Duration};
 

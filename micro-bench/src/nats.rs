@@ -29,6 +29,8 @@ use micro::broker::{
     nats::{JetStreamConfig, NatsBroker},
 };
 use micro_test_servers::NatsServer;
+
+use crate::rounds::{RoundRatios, alternate};
 use tokio::sync::Semaphore;
 
 const MESSAGE_SIZE: usize = 128;
@@ -124,49 +126,22 @@ pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
     Ok(())
 }
 
-/// Runs both peers one after the other, micro first in even rounds and raw
-/// first in odd ones, so neither always runs on a warmer (or busier) machine.
-async fn alternate<M, R>(round: u32, micro: M, raw: R) -> (M::Output, R::Output)
-where
-    M: Future,
-    R: Future,
-{
-    if round.is_multiple_of(2) {
-        let micro = micro.await;
-        (micro, raw.await)
-    } else {
-        let raw = raw.await;
-        (micro.await, raw)
-    }
-}
-
 /// Both peers' rates in one scenario, and each round's micro/raw ratio.
-///
-/// The machine is shared, so another process's burst can slow whichever peer
-/// runs at that moment; the two runs of a round are back to back, and the
-/// median over the rounds' ratios ignores the rounds such a burst skewed,
-/// where the pooled totals would not.
 #[derive(Debug, Default)]
 struct Paired {
     micro: Rate,
     raw: Rate,
-    ratios: Vec<f64>,
+    ratios: RoundRatios,
 }
 
 impl Paired {
     fn add(&mut self, micro: Rate, raw: Rate) {
-        self.ratios
-            .push(micro.per_second() / raw.per_second().max(f64::MIN_POSITIVE));
+        self.ratios.push(micro.per_second(), raw.per_second());
         self.micro.add(micro);
         self.raw.add(raw);
     }
 
-    fn print(&mut self) {
-        self.ratios.sort_unstable_by(f64::total_cmp);
-        let (lowest, highest) = match (self.ratios.first(), self.ratios.last()) {
-            (Some(lowest), Some(highest)) => (*lowest, *highest),
-            _ => (0.0, 0.0),
-        };
+    fn print(&self) {
         println!(
             "  micro  {:>12.0} msgs/s  ({} errors)",
             self.micro.per_second(),
@@ -178,19 +153,10 @@ impl Paired {
             self.raw.errors
         );
         println!(
-            "  ratio  throughput micro/raw = {:.3}   (rounds {lowest:.3}..{highest:.3}; pooled {:.3})",
-            median(&self.ratios),
+            "  ratio  throughput micro/raw = {}; pooled {:.3}",
+            self.ratios.describe(),
             self.micro.per_second() / self.raw.per_second().max(f64::MIN_POSITIVE)
         );
-    }
-}
-
-/// The median of sorted values.
-fn median(sorted: &[f64]) -> f64 {
-    match sorted.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 
