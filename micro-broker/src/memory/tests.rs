@@ -23,6 +23,16 @@ fn body(delivery: &Delivery) -> String {
     String::from_utf8_lossy(&delivery.message.body).into_owned()
 }
 
+/// Publishes the bodies "0", "1", … to `t`.
+async fn publish_numbered(broker: &MemoryBroker, count: u32) {
+    for i in 0..count {
+        broker
+            .publish("t", Message::new(i.to_string()))
+            .await
+            .unwrap();
+    }
+}
+
 fn fail_fast(buffer: usize) -> MemoryBroker {
     MemoryBroker::builder()
         .buffer(buffer)
@@ -209,12 +219,7 @@ async fn a_leaving_member_hands_its_backlog_to_the_rest_of_the_group() {
     let group = SubscribeOptions::queue("workers");
     let leaver = broker.subscribe("t", &group).await.unwrap();
     let mut stayer = broker.subscribe("t", &group).await.unwrap();
-    for i in 0..10 {
-        broker
-            .publish("t", Message::new(i.to_string()))
-            .await
-            .unwrap();
-    }
+    publish_numbered(&broker, 10).await;
     drop(leaver);
 
     let mut received = BTreeSet::new();
@@ -233,12 +238,7 @@ async fn a_member_leaving_mid_batch_hands_the_rest_of_the_batch_on() {
     let group = SubscribeOptions::queue("workers");
     let mut leaver = broker.subscribe("t", &group).await.unwrap();
     let mut stayer = broker.subscribe("t", &group).await.unwrap();
-    for i in 0..10 {
-        broker
-            .publish("t", Message::new(i.to_string()))
-            .await
-            .unwrap();
-    }
+    publish_numbered(&broker, 10).await;
     // The leaver's first take moves its whole buffer out; it hands out one.
     let handled = body(&next(&mut leaver).await);
     drop(leaver);

@@ -509,17 +509,23 @@ mod tests {
         frames.iter().filter(|frame| frame.is_data()).count()
     }
 
+    /// Sends `sent` as a response stream, checks that it went out in `chunks`
+    /// DATA frames, and that it reads back whole, in order, with status OK.
+    async fn round_trip(sent: Vec<Bytes>, chunks: usize) {
+        let frames = frames(response(sent.iter().cloned().map(Ok).collect())).await;
+        assert_eq!(data_frames(&frames), chunks);
+        let (received, trailers) = decode(frames).await;
+        assert_eq!(received, sent);
+        check_trailers(trailers.as_ref()).expect("grpc-status 0");
+    }
+
     #[tokio::test]
     async fn ready_small_messages_share_chunks_and_read_back_in_order() {
         let sent: Vec<Bytes> = (0..100u32)
             .map(|i| Bytes::from(vec![i as u8; 1000]))
             .collect();
-        let frames = frames(response(sent.iter().cloned().map(Ok).collect())).await;
         // 100 framed messages of 1005 bytes fill chunks of 32 KiB: 4 of them.
-        assert_eq!(data_frames(&frames), 4);
-        let (received, trailers) = decode(frames).await;
-        assert_eq!(received, sent);
-        check_trailers(trailers.as_ref()).expect("grpc-status 0");
+        round_trip(sent, 4).await;
     }
 
     #[tokio::test]
@@ -545,12 +551,8 @@ mod tests {
             large.clone(),
             Bytes::from_static(b"tail"),
         ];
-        let frames = frames(response(sent.iter().cloned().map(Ok).collect())).await;
         // The batch, the large one's header, its payload uncopied, the tail.
-        assert_eq!(data_frames(&frames), 4);
-        let (received, trailers) = decode(frames).await;
-        assert_eq!(received, sent);
-        check_trailers(trailers.as_ref()).expect("grpc-status 0");
+        round_trip(sent, 4).await;
     }
 
     #[tokio::test]
