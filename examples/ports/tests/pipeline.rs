@@ -116,12 +116,12 @@ async fn a_generated_object_file_lands_in_sqlite_exactly_once_over_http() {
     pipeline.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_generated_array_file_lands_exactly_once_over_grpc() {
+/// Generates an array file of about `bytes` from `seed`, uploads it once
+/// over `transport`, and checks every record landed exactly once.
+async fn generated_array_lands_once(transport: DynTransport, bytes: u64, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ports.json");
-    let generated = generate(&file, 3 << 20, Layout::Array, 11).unwrap();
-    let transport: DynTransport = Arc::new(GrpcTransport::new());
+    let generated = generate(&file, bytes, Layout::Array, seed).unwrap();
     let pipeline = Pipeline::start(transport, &sqlite_url(&dir), "ports").await;
     let report = pipeline.upload(&file).await;
     assert_all_landed(&pipeline, &report, &generated).await;
@@ -129,15 +129,13 @@ async fn a_generated_array_file_lands_exactly_once_over_grpc() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_array_file_lands_exactly_once_over_grpc() {
+    generated_array_lands_once(Arc::new(GrpcTransport::new()), 3 << 20, 11).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_array_file_lands_over_the_memory_transport() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ports.json");
-    let generated = generate(&file, 1 << 20, Layout::Array, 8).unwrap();
-    let transport: DynTransport = Arc::new(MemoryTransport::isolated());
-    let pipeline = Pipeline::start(transport, &sqlite_url(&dir), "ports").await;
-    let report = pipeline.upload(&file).await;
-    assert_all_landed(&pipeline, &report, &generated).await;
-    pipeline.stop().await;
+    generated_array_lands_once(Arc::new(MemoryTransport::isolated()), 1 << 20, 8).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
