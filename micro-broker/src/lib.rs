@@ -95,3 +95,4 @@ pub use broker::{
 };
 pub use message::{Acker, Delivery, MESSAGE_ID_HEADER, Message};
 pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
+pub use topic::Topic;

@@ -3,7 +3,7 @@ use std::{fmt, time::Duration};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Metadata, Result};
+use crate::{Metadata, Result, topic::Topic};
 
 /// What a publisher sends: headers and an encoded body.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,8 +58,8 @@ pub trait Acker: Send + Sync + 'static {
 
 /// One message as a subscriber receives it.
 pub struct Delivery {
-    /// The topic it was published to.
-    pub topic: String,
+    /// The topic it was published to, shared rather than copied (see [`Topic`]).
+    pub topic: Topic,
     /// The message.
     pub message: Message,
     /// Where the backend keeps this message (JetStream's stream sequence),
@@ -73,7 +73,7 @@ pub struct Delivery {
 
 impl Delivery {
     /// A delivery that needs no acknowledgement.
-    pub fn new(topic: impl Into<String>, message: Message) -> Delivery {
+    pub fn new(topic: impl Into<Topic>, message: Message) -> Delivery {
         Delivery {
             topic: topic.into(),
             message,
@@ -85,7 +85,7 @@ impl Delivery {
 
     /// A delivery that the subscriber must settle with [`Delivery::ack`] or [`Delivery::nack`].
     pub fn with_acker(
-        topic: impl Into<String>,
+        topic: impl Into<Topic>,
         message: Message,
         acker: Box<dyn Acker>,
     ) -> Delivery {

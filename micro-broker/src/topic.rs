@@ -188,6 +188,168 @@ fn is_forbidden_char(c: char) -> bool {
     c.is_whitespace() || c.is_control()
 }
 
+/// The topic a [`Delivery`](crate::Delivery) was published to: a string
+/// that is cheap to clone and to hand out.
+///
+/// A delivery's topic is shared rather than copied: the memory broker hands
+/// every delivery of a subscription the subscription's own string, and the
+/// NATS broker keeps the subject the client already read off the wire. So a
+/// delivery costs no allocation for its topic. It reads as a `&str`
+/// ([`Topic::as_str`], `Deref`) and compares with strings directly.
+///
+/// ```
+/// use micro_broker::topic::Topic;
+///
+/// let topic = Topic::from("user.password_changed");
+/// assert_eq!(topic, "user.password_changed");
+/// assert!(topic.starts_with("user."));
+/// assert_eq!(topic.to_string(), "user.password_changed");
+/// ```
+#[derive(Clone)]
+pub struct Topic(TopicText);
+
+#[derive(Clone)]
+enum TopicText {
+    Static(&'static str),
+    Shared(std::sync::Arc<str>),
+    /// A subject as async-nats read it: its bytes are a slice of the
+    /// client's read buffer, shared, and UTF-8 by construction.
+    #[cfg(feature = "nats")]
+    Nats(async_nats::Subject),
+}
+
+impl Topic {
+    /// A topic naming a string that lives for the whole program; no allocation.
+    pub const fn from_static(topic: &'static str) -> Topic {
+        Topic(TopicText::Static(topic))
+    }
+
+    /// The topic as a string slice.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            TopicText::Static(text) => text,
+            TopicText::Shared(text) => text,
+            #[cfg(feature = "nats")]
+            TopicText::Nats(subject) => subject.as_str(),
+        }
+    }
+}
+
+impl std::ops::Deref for Topic {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Topic {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for Topic {
+    fn eq(&self, other: &Topic) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Topic {}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Topic) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Topic {
+    fn cmp(&self, other: &Topic) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Topic {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that `Borrow<str>` lookups find it.
+        self.as_str().hash(state);
+    }
+}
+
+/// Compares a [`Topic`] with a string type, both ways round.
+macro_rules! topic_equals {
+    ($($other:ty),*) => {$(
+        impl PartialEq<$other> for Topic {
+            fn eq(&self, other: &$other) -> bool {
+                self.as_str() == AsRef::<str>::as_ref(other)
+            }
+        }
+
+        impl PartialEq<Topic> for $other {
+            fn eq(&self, other: &Topic) -> bool {
+                AsRef::<str>::as_ref(self) == other.as_str()
+            }
+        }
+    )*};
+}
+
+topic_equals!(str, &str, String);
+
+impl From<&str> for Topic {
+    fn from(topic: &str) -> Topic {
+        Topic(TopicText::Shared(topic.into()))
+    }
+}
+
+impl From<&String> for Topic {
+    fn from(topic: &String) -> Topic {
+        Topic::from(topic.as_str())
+    }
+}
+
+impl From<String> for Topic {
+    fn from(topic: String) -> Topic {
+        Topic(TopicText::Shared(topic.into()))
+    }
+}
+
+impl From<std::sync::Arc<str>> for Topic {
+    fn from(topic: std::sync::Arc<str>) -> Topic {
+        Topic(TopicText::Shared(topic))
+    }
+}
+
+#[cfg(feature = "nats")]
+impl From<async_nats::Subject> for Topic {
+    fn from(subject: async_nats::Subject) -> Topic {
+        Topic(TopicText::Nats(subject))
+    }
+}
+
+impl From<Topic> for String {
+    fn from(topic: Topic) -> String {
+        topic.as_str().to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +450,61 @@ mod tests {
             }
             assert_eq!(validate_topic(topic).is_ok(), full, "{topic:?}");
         }
+    }
+
+    #[test]
+    fn the_ascii_fast_path_takes_exactly_the_valid_ascii_topics() {
+        // Every string of up to five characters from an alphabet holding each
+        // case the fast path tells apart.
+        let alphabet = ['a', '.', '*', '>', ' ', '~', '\u{7f}'];
+        let mut topics = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = topics
+                .iter()
+                .filter(|topic| topic.len() == topics.last().map_or(0, String::len))
+                .flat_map(|topic| alphabet.iter().map(move |c| format!("{topic}{c}")))
+                .collect();
+            topics.extend(longer);
+        }
+        for topic in &topics {
+            let full = !topic.is_empty()
+                && topic
+                    .split('.')
+                    .all(|token| check_literal_token(token).is_ok());
+            assert_eq!(is_plain_ascii_topic(topic), full, "{topic:?}");
+        }
+    }
+
+    #[test]
+    fn a_topic_reads_and_compares_as_its_text() {
+        use std::collections::HashSet;
+
+        let shared = Topic::from("orders.eu.created");
+        let owned = Topic::from(String::from("orders.eu.created"));
+        let fixed = Topic::from_static("orders.eu.created");
+        assert_eq!(shared, owned);
+        assert_eq!(owned, fixed);
+        assert_eq!(shared, "orders.eu.created");
+        assert_eq!("orders.eu.created", shared);
+        assert_eq!(shared, String::from("orders.eu.created"));
+        assert_ne!(shared, "orders.eu");
+        assert_eq!(
+            format!("{shared} {shared:?}"),
+            "orders.eu.created \"orders.eu.created\""
+        );
+        assert_eq!(String::from(fixed.clone()), "orders.eu.created");
+        // Hashes as its text, so sets of topics are looked up with a `&str`.
+        let set: HashSet<Topic> = [shared, Topic::from("b")].into_iter().collect();
+        assert!(set.contains("orders.eu.created"));
+        assert!(!set.contains("c"));
+    }
+
+    #[cfg(feature = "nats")]
+    #[test]
+    fn a_nats_subject_becomes_a_topic_as_it_is() {
+        let topic = Topic::from(async_nats::Subject::from("user.login"));
+        assert_eq!(topic, "user.login");
+        assert_eq!(topic.as_str(), "user.login");
     }
 
     #[test]

@@ -158,3 +158,29 @@ fn bad_settings_are_invalid_argument() {
     let bad_address = GossipRegistry::builder().listen("nowhere").build();
     assert_eq!(bad_address.unwrap_err().kind(), ErrorKind::InvalidArgument);
 }
+
+/// A member asked for any free port holds the port it picked from the
+/// moment it is built, so nothing that picks a free port before the member
+/// binds it can take it; the member itself then binds it.
+#[test]
+fn a_picked_port_is_held_until_the_member_binds_it() {
+    let registry = GossipRegistry::builder()
+        .listen("127.0.0.1:0")
+        .build()
+        .expect("a member on loopback");
+    let picked = registry.listen_address();
+    assert_ne!(picked.port(), 0);
+    let err = std::net::UdpSocket::bind(picked).expect_err("the picked port is held");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        // Opening a watch starts the member.
+        let _watch = registry
+            .watch(&WatchOptions::service("nobody"))
+            .await
+            .expect("the member starts on the port it held");
+    });
+    let err = std::net::UdpSocket::bind(picked).expect_err("the member gossips on it");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+}

@@ -101,8 +101,11 @@ mod mdns {
 
 #[cfg(feature = "registry-gossip")]
 mod gossip {
-    //! Every case its own cluster: the server listens on a free loopback UDP
-    //! port and is the seed of the client and of the test's observer member.
+    //! Every case its own cluster: the test's observer member listens on a
+    //! free loopback UDP port and is the seed of the server and the client.
+    //! (The observer holds its port from the moment it is picked; a port
+    //! picked here and handed to a process to bind later could be taken by
+    //! anything picking a free port meanwhile.)
 
     use std::time::Duration;
 
@@ -114,28 +117,23 @@ mod gossip {
     const INTERVAL: &str = "100ms";
 
     fn backend() -> Backend {
-        let seed = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|socket| socket.local_addr())
-            .expect("a free loopback UDP port")
-            .to_string();
         let cluster = format!("disc-{:08x}", rand::random::<u32>());
         let observer = GossipRegistry::builder()
             .listen("127.0.0.1:0")
-            .seeds([seed.clone()])
             .cluster(&cluster)
             .gossip_interval(Duration::from_millis(100))
             .discovery_wait(Duration::from_secs(1))
             .build()
             .expect("a gossip member on loopback");
-        // The server gossips on the seed port; the client picks a free port
-        // and joins through the seed (MICRO_REGISTRY_ADDRESS lists seeds).
+        let seed = observer.listen_address().to_string();
+        // Server and client each gossip on a free port of their own and join
+        // through the observer (MICRO_REGISTRY_ADDRESS lists seeds).
         Backend::new("gossip", observer)
             .env("MICRO_REGISTRY", "gossip")
             .env("MICRO_REGISTRY_ADDRESS", &seed)
             .env("MICRO_GOSSIP_CLUSTER", cluster)
             .env("MICRO_GOSSIP_INTERVAL", INTERVAL)
             .env("MICRO_GOSSIP_DISCOVERY_WAIT", "3s")
-            .server_env("MICRO_GOSSIP_LISTEN", seed)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

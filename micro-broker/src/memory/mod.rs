@@ -76,6 +76,7 @@
 //! ```
 
 mod config;
+mod feed;
 mod state;
 mod subscription;
 #[cfg(test)]
@@ -91,7 +92,10 @@ use tokio::sync::Semaphore;
 
 pub use config::{BUFFER_ENV, MemoryConfig, OVERFLOW_ENV, OverflowPolicy};
 
-use self::{state::Shared, subscription::Deliveries};
+use self::{
+    state::Shared,
+    subscription::{Deliveries, FeedDeliveries},
+};
 use crate::{
     Broker, Capabilities, Message, Result, SubscribeOptions, Subscription,
     topic::{Pattern, validate_queue_group},
@@ -185,6 +189,11 @@ impl Broker for MemoryBroker {
         options.check_supported(&self.capabilities())?;
         if let Some(group) = &options.queue {
             validate_queue_group(group)?;
+        }
+        if options.queue.is_none() && !options.manual_ack && !pattern.has_wildcards() {
+            let (feed, reader) = self.shared.subscribe_feed(pattern);
+            let deliveries = FeedDeliveries::new(Arc::clone(&self.shared), feed, reader);
+            return Ok(Subscription::new(topic, Box::pin(deliveries)));
         }
         let (inbox, redelivery) = self.shared.subscribe(pattern, options.queue.as_deref());
         let deliveries = Deliveries::new(

@@ -1,4 +1,7 @@
-//! The routing table, and one inbox per subscriber.
+//! The routing table, one inbox per subscriber, and one shared feed per
+//! exact topic for that topic's fan-out subscribers that need no ack (see
+//! [`feed`](super::feed): a publish writes each message there once, however
+//! many such subscribers there are).
 //!
 //! Publishing is the hot path, so it touches as little shared state as it
 //! can: the subscribers a topic reaches are looked up once and kept in a
@@ -25,10 +28,13 @@ use std::{
 use futures::future::{self, Either};
 use tokio::sync::Notify;
 
-use super::{MemoryConfig, OverflowPolicy};
+use super::{
+    MemoryConfig, OverflowPolicy,
+    feed::{Feed, Reader},
+};
 use crate::{
     Error, Message, Result,
-    topic::{Pattern, validate_topic},
+    topic::{Pattern, Topic, validate_topic},
 };
 
 /// How many topics the routing cache remembers before it starts over; it only
@@ -81,9 +87,15 @@ pub(super) enum Handout {
 }
 
 impl Entry {
-    /// The topic the message was published to, for a subscriber of `pattern`.
-    pub(super) fn topic<'a>(&'a self, pattern: &'a str) -> &'a str {
-        self.topic.as_deref().unwrap_or(pattern)
+    /// The topic the message was published to, for a subscriber of
+    /// `pattern`: shared, not copied, so a delivery allocates no topic. An
+    /// exact subscriber's is its own pattern, whose count only that
+    /// subscriber touches.
+    pub(super) fn topic(&self, pattern: &Topic) -> Topic {
+        match &self.topic {
+            Some(topic) => Topic::from(Arc::clone(topic)),
+            None => pattern.clone(),
+        }
     }
 
     /// The subscriber of `inbox` takes the message for good (auto ack): its
@@ -200,10 +212,10 @@ impl Slots {
 
 /// Counts one waiting publisher for as long as it lives (its future may be
 /// dropped while it waits).
-struct Waiting<'a>(&'a AtomicUsize);
+pub(super) struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
-    fn register(waiting: &'a AtomicUsize) -> Waiting<'a> {
+    pub(super) fn register(waiting: &'a AtomicUsize) -> Waiting<'a> {
         waiting.fetch_add(1, Ordering::SeqCst);
         Waiting(waiting)
     }
@@ -261,15 +273,31 @@ struct State {
 #[derive(Debug)]
 struct Route {
     pattern: Pattern,
+    /// Fan-out subscribers with an inbox of their own.
     fanout: Vec<u64>,
     groups: HashMap<String, u64>,
+    /// An exact pattern's fan-out subscribers that need no ack share this.
+    feed: Option<Arc<Feed>>,
+}
+
+impl Route {
+    /// A route nobody is on yet.
+    fn new(pattern: Pattern) -> Route {
+        Route {
+            pattern,
+            fanout: Vec::new(),
+            groups: HashMap::new(),
+            feed: None,
+        }
+    }
 }
 
 /// What one subscriber has been sent and not yet taken.
 #[derive(Debug)]
 pub(super) struct Inbox {
     id: u64,
-    pattern: String,
+    /// Also the topic of everything an exact subscriber receives.
+    pattern: Topic,
     /// Whether `pattern` has no wildcards, so it is the topic of everything
     /// this subscriber receives.
     exact: bool,
@@ -295,7 +323,13 @@ struct InboxQueue {
 /// A value alone on its cache line (128 bytes covers adjacent-line prefetch).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct CacheLine<T>(T);
+pub(super) struct CacheLine<T>(T);
+
+impl<T> CacheLine<T> {
+    pub(super) fn new(value: T) -> CacheLine<T> {
+        CacheLine(value)
+    }
+}
 
 impl<T> std::ops::Deref for CacheLine<T> {
     type Target = T;
@@ -326,6 +360,7 @@ struct GroupState {
 #[derive(Debug)]
 pub(super) enum Target {
     Subscriber(Arc<Inbox>),
+    Feed(Arc<Feed>),
     Group {
         id: u64,
         name: String,
@@ -341,6 +376,7 @@ impl Target {
     fn rank(&self) -> u64 {
         match self {
             Target::Subscriber(inbox) => inbox.id,
+            Target::Feed(feed) => feed.id(),
             Target::Group { id, .. } => *id,
         }
     }
@@ -354,8 +390,14 @@ impl Target {
 /// lock, so bumping it for every message contends with the subscriber.
 #[derive(Debug)]
 pub(super) struct Reservation<'a> {
-    inbox: InboxRef<'a>,
+    place: Place<'a>,
     placed: bool,
+}
+
+#[derive(Debug)]
+enum Place<'a> {
+    Inbox(InboxRef<'a>),
+    Feed(&'a Feed),
 }
 
 #[derive(Debug)]
@@ -366,15 +408,17 @@ enum InboxRef<'a> {
 }
 
 impl<'a> Reservation<'a> {
-    fn new(inbox: InboxRef<'a>) -> Reservation<'a> {
+    fn new(place: Place<'a>) -> Reservation<'a> {
         Reservation {
-            inbox,
+            place,
             placed: false,
         }
     }
+}
 
+impl InboxRef<'_> {
     fn inbox(&self) -> &Inbox {
-        match &self.inbox {
+        match self {
             InboxRef::Borrowed(inbox) => inbox,
             InboxRef::Owned(inbox) => inbox,
         }
@@ -384,12 +428,15 @@ impl<'a> Reservation<'a> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if !self.placed {
-            self.inbox().slots.give_back();
+            match &self.place {
+                Place::Inbox(inbox) => inbox.inbox().slots.give_back(),
+                Place::Feed(feed) => feed.unreserve(),
+            }
         }
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its data consistent before anything can
     // panic, so a poisoned lock still guards valid data.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -400,7 +447,7 @@ impl Inbox {
         self.id
     }
 
-    pub(super) fn pattern(&self) -> &str {
+    pub(super) fn pattern(&self) -> &Topic {
         &self.pattern
     }
 
@@ -522,11 +569,9 @@ impl Shared {
         } else {
             &mut state.exact
         };
-        let route = routes.entry(pattern_text.clone()).or_insert_with(|| Route {
-            pattern,
-            fanout: Vec::new(),
-            groups: HashMap::new(),
-        });
+        let route = routes
+            .entry(pattern_text.clone())
+            .or_insert_with(|| Route::new(pattern));
         let group = match group {
             None => {
                 route.fanout.push(id);
@@ -566,7 +611,7 @@ impl Shared {
         };
         let inbox = Arc::new(Inbox {
             id,
-            pattern: pattern_text,
+            pattern: Topic::from(pattern_text),
             exact,
             group,
             slots: Arc::new(Slots::new(self.config.buffer)),
@@ -617,6 +662,54 @@ impl Shared {
         }
         drop(discarded);
         wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Adds a fan-out subscriber of the exact topic `pattern` that needs no
+    /// ack: a reader of the topic's feed (made on first use).
+    pub(super) fn subscribe_feed(&self, pattern: Pattern) -> (Arc<Feed>, Reader) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let id = state.allocate_id();
+        let feed_id = state.allocate_id();
+        let capacity = self.config.buffer;
+        let route = state
+            .exact
+            .entry(pattern.as_str().to_owned())
+            .or_insert_with(|| Route::new(pattern));
+        let created = route.feed.is_none();
+        let feed = route
+            .feed
+            .get_or_insert_with(|| {
+                let topic = Topic::from(route.pattern.as_str());
+                Arc::new(Feed::new(feed_id, topic, capacity))
+            })
+            .clone();
+        let reader = feed.join(id);
+        if created {
+            // Publishes to this topic now have one more target.
+            self.routes_changed();
+        }
+        (feed, reader)
+    }
+
+    /// Removes a feed reader; the feed goes with its last reader, and what it
+    /// still held for this reader is discarded with it (nobody else asked).
+    pub(super) fn leave_feed(&self, feed: &Feed, reader: &Reader) {
+        let mut state = self.lock();
+        if feed.leave(reader.id()) {
+            return;
+        }
+        let topic = feed.topic().as_str();
+        if let Some(route) = state.exact.get_mut(topic)
+            && route
+                .feed
+                .as_deref()
+                .is_some_and(|kept| std::ptr::eq(kept, feed))
+        {
+            route.feed = None;
+        }
+        state.remove_route_if_unused(topic);
+        self.routes_changed();
     }
 
     /// Puts an unsettled message back for delivery. Discarded (and logged) if
@@ -700,7 +793,13 @@ impl Shared {
                         }
                     }
                 };
-                Ok(reserved.then(|| Reservation::new(InboxRef::Borrowed(inbox))))
+                Ok(reserved.then(|| Reservation::new(Place::Inbox(InboxRef::Borrowed(inbox)))))
+            }
+            Target::Feed(feed) => {
+                let fail_when_full = self.config.overflow == OverflowPolicy::Fail;
+                let reserved = feed.reserve(fail_when_full).await?;
+                // Built only when reserved: dropped unplaced, it gives its place back.
+                Ok(reserved.then(|| Reservation::new(Place::Feed(feed))))
             }
             Target::Group {
                 id,
@@ -734,7 +833,9 @@ impl Shared {
             };
             for inbox in &members {
                 if inbox.slots.try_take() {
-                    return Ok(Some(Reservation::new(InboxRef::Owned(Arc::clone(inbox)))));
+                    return Ok(Some(Reservation::new(Place::Inbox(InboxRef::Owned(
+                        Arc::clone(inbox),
+                    )))));
                 }
             }
             if self.config.overflow == OverflowPolicy::Fail {
@@ -754,7 +855,7 @@ impl Shared {
             }));
             match future::select(any_room, std::pin::pin!(changed)).await {
                 Either::Left((((inbox, true), _, _), _)) => {
-                    return Ok(Some(Reservation::new(InboxRef::Owned(inbox))));
+                    return Ok(Some(Reservation::new(Place::Inbox(InboxRef::Owned(inbox)))));
                 }
                 // A member left or joined: look at the group again.
                 Either::Left((((_, false), _, _), _)) | Either::Right(_) => {}
@@ -807,7 +908,14 @@ impl Shared {
     }
 
     fn place(&self, topic: &Arc<str>, message: Message, mut reservation: Reservation<'_>) {
-        let inbox = reservation.inbox();
+        let inbox = match &reservation.place {
+            Place::Feed(feed) => {
+                feed.place(message);
+                reservation.placed = true;
+                return;
+            }
+            Place::Inbox(inbox) => inbox.inbox(),
+        };
         let entry = Entry {
             topic: (!inbox.exact).then(|| Arc::clone(topic)),
             message,
@@ -858,6 +966,9 @@ impl State {
         );
         let mut targets = Vec::new();
         for route in routes {
+            if let Some(feed) = &route.feed {
+                targets.push(Target::Feed(Arc::clone(feed)));
+            }
             for id in &route.fanout {
                 if let Some(inbox) = self.subscribers.get(id) {
                     targets.push(Target::Subscriber(Arc::clone(inbox)));
@@ -879,9 +990,9 @@ impl State {
     }
 
     fn remove_route_if_unused(&mut self, pattern: &str) {
-        let unused = self
-            .route_mut(pattern)
-            .is_some_and(|route| route.fanout.is_empty() && route.groups.is_empty());
+        let unused = self.route_mut(pattern).is_some_and(|route| {
+            route.fanout.is_empty() && route.groups.is_empty() && route.feed.is_none()
+        });
         if unused {
             self.exact.remove(pattern);
             self.wildcard.remove(pattern);

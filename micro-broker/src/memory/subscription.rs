@@ -9,7 +9,10 @@ use std::{
 use async_trait::async_trait;
 use futures::Stream;
 
-use super::state::{Entry, Handout, Inbox, Redelivery, Shared};
+use super::{
+    feed::{Feed, Reader},
+    state::{Entry, Handout, Inbox, Redelivery, Shared},
+};
 use crate::{Acker, Delivery, Result};
 
 /// The delivery stream of one memory subscription; dropping it unsubscribes.
@@ -57,7 +60,7 @@ impl Stream for Deliveries {
         };
         let delivery = if this.manual_ack {
             entry.hand_out_unsettled(&this.inbox);
-            let topic = entry.topic(this.inbox.pattern()).to_owned();
+            let topic = entry.topic(this.inbox.pattern());
             let message = entry.message.clone();
             let acker = MemoryAcker {
                 shared: Arc::clone(&this.shared),
@@ -71,7 +74,7 @@ impl Stream for Deliveries {
             if let Handout::Counted = entry.hand_out() {
                 this.inbox.give_back_slot();
             }
-            let topic = entry.topic(this.inbox.pattern()).to_owned();
+            let topic = entry.topic(this.inbox.pattern());
             Delivery::new(topic, entry.message)
         };
         Poll::Ready(Some(Ok(delivery)))
@@ -82,6 +85,43 @@ impl Drop for Deliveries {
     fn drop(&mut self) {
         self.shared
             .unsubscribe(self.inbox.id(), std::mem::take(&mut self.taken));
+    }
+}
+
+/// The delivery stream of a fan-out subscription of an exact topic that
+/// needs no ack: a reader of the topic's shared feed. Dropping it
+/// unsubscribes.
+#[derive(Debug)]
+pub(super) struct FeedDeliveries {
+    shared: Arc<Shared>,
+    feed: Arc<Feed>,
+    reader: Reader,
+}
+
+impl FeedDeliveries {
+    pub(super) fn new(shared: Arc<Shared>, feed: Arc<Feed>, reader: Reader) -> FeedDeliveries {
+        FeedDeliveries {
+            shared,
+            feed,
+            reader,
+        }
+    }
+}
+
+impl Stream for FeedDeliveries {
+    type Item = Result<Delivery>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.reader
+            .poll_next(&this.feed, cx)
+            .map(|message| Some(Ok(Delivery::new(this.reader.topic().clone(), message))))
+    }
+}
+
+impl Drop for FeedDeliveries {
+    fn drop(&mut self) {
+        self.shared.leave_feed(&self.feed, &self.reader);
     }
 }
 

@@ -402,3 +402,139 @@ async fn publishing_to_a_wildcard_or_subscribing_to_garbage_is_invalid() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
+
+/// Fan-out subscribers of an exact topic share one feed: readers at
+/// different speeds, beside a subscriber with an inbox of its own (a
+/// wildcard), each receive every message of several concurrent publishers,
+/// each publisher's in its order, while a small buffer keeps holding the
+/// publishers back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_readers_at_different_speeds_each_get_every_message_in_order() {
+    const PUBLISHERS: u32 = 3;
+    const EACH: u32 = 300;
+    let broker = blocking(8);
+    let mut readers = Vec::new();
+    for (pattern, pause_every) in [("t", 0), ("t", 7), ("t", 50), ("*", 11)] {
+        let mut sub = broker
+            .subscribe(pattern, &SubscribeOptions::fanout())
+            .await
+            .unwrap();
+        readers.push(tokio::spawn(async move {
+            let mut last_seen = vec![None::<u32>; PUBLISHERS as usize];
+            for received in 1..=PUBLISHERS * EACH {
+                let delivery = next(&mut sub).await;
+                assert_eq!(delivery.topic, "t");
+                let text = body(&delivery);
+                let (publisher, index) = text.split_once('-').expect("publisher-index");
+                let (publisher, index): (usize, u32) =
+                    (publisher.parse().unwrap(), index.parse().unwrap());
+                assert_eq!(
+                    last_seen[publisher].map_or(0, |last| last + 1),
+                    index,
+                    "{pattern}: publisher {publisher}'s messages in order, none lost"
+                );
+                last_seen[publisher] = Some(index);
+                if pause_every > 0 && received % pause_every == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            pattern
+        }));
+    }
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|publisher| {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                for index in 0..EACH {
+                    let message = Message::new(format!("{publisher}-{index}"));
+                    broker.publish("t", message).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        timeout(WAIT, publisher)
+            .await
+            .expect("publishing finishes")
+            .unwrap();
+    }
+    for reader in readers {
+        timeout(WAIT, reader)
+            .await
+            .expect("every reader finishes")
+            .unwrap();
+    }
+}
+
+/// A fan-out subscriber that never reads holds a feed's publishers back
+/// only until it leaves; the readers left see nothing lost and nothing twice.
+#[tokio::test]
+async fn a_feed_reader_leaving_releases_the_publisher_it_held_back() {
+    let broker = blocking(2);
+    let mut reader = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    let stalled = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    publish_numbered(&broker, 2).await;
+    assert_eq!(body(&next(&mut reader).await), "0");
+    assert_eq!(body(&next(&mut reader).await), "1");
+    let mut publishing = pin!(broker.publish("t", Message::new("2")));
+    assert!(
+        poll!(publishing.as_mut()).is_pending(),
+        "the stalled reader's buffer is full"
+    );
+    drop(stalled);
+    timeout(WAIT, publishing)
+        .await
+        .expect("the publisher is released")
+        .unwrap();
+    assert_eq!(body(&next(&mut reader).await), "2");
+    broker.publish("t", Message::new("3")).await.unwrap();
+    assert_eq!(body(&next(&mut reader).await), "3");
+    assert!(
+        poll!(reader.next()).is_pending(),
+        "nothing more, nothing twice"
+    );
+}
+
+/// A lone feed reader moves its messages out of the feed instead of cloning
+/// them; what it moved out still counts against its buffer until handed
+/// out, also after a second reader joins.
+#[tokio::test]
+async fn messages_a_lone_reader_moved_out_count_until_handed_out() {
+    let broker = blocking(2);
+    let mut first = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    publish_numbered(&broker, 2).await;
+    // Takes "0" and "1" out of the feed, hands out "0": room for one more.
+    assert_eq!(body(&next(&mut first).await), "0");
+    broker.publish("t", Message::new("2")).await.unwrap();
+    let mut publishing = pin!(broker.publish("t", Message::new("3")));
+    assert!(
+        poll!(publishing.as_mut()).is_pending(),
+        "\"1\" (moved out, not handed out) and \"2\" fill the buffer"
+    );
+    let mut second = broker
+        .subscribe("t", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    assert!(poll!(publishing.as_mut()).is_pending(), "still full");
+    assert_eq!(body(&next(&mut first).await), "1");
+    timeout(WAIT, publishing)
+        .await
+        .expect("one read made room")
+        .unwrap();
+    assert_eq!(body(&next(&mut first).await), "2");
+    assert_eq!(body(&next(&mut first).await), "3");
+    assert_eq!(
+        body(&next(&mut second).await),
+        "3",
+        "a reader gets only what was published after it joined"
+    );
+}

@@ -22,7 +22,7 @@ use super::{Shared, config::JetStreamConfig, config::Storage, config::StreamLayo
 use crate::{
     Acker, DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_TOPIC_HEADER, DeadLetter, Delivery, Error,
     ErrorKind, MESSAGE_ID_HEADER, Message, Result, StartPosition, SubscribeOptions, Subscription,
-    topic::{Pattern, validate_topic},
+    topic::{Pattern, Topic, validate_topic},
 };
 
 /// Where durable consumers push their messages; one subject per consumer, so
@@ -60,7 +60,9 @@ impl JetStream {
         message: Message,
     ) -> Result<()> {
         let family = self.family(topic)?;
-        self.stream(context, family).await?;
+        if !self.stream_is_ready(family) {
+            self.stream(context, family).await?;
+        }
         match publish_once(context, topic, &message).await {
             // The stream was deleted behind our back: make it again, once.
             Err(err) if err.kind() == ErrorKind::NotFound => {
@@ -213,6 +215,14 @@ impl JetStream {
             Box::pin(self.create_stream(context, family, &cell)).await?;
         }
         Ok(cell)
+    }
+
+    /// Whether the stream for `family` is known to exist: the check every
+    /// publish makes, without taking a counted handle that every concurrent
+    /// publish would bump.
+    fn stream_is_ready(&self, family: &str) -> bool {
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.get(family).is_some_and(|cell| cell.initialized())
     }
 
     /// Finds or creates the stream for `family` into `cell`, once.
@@ -399,7 +409,7 @@ async fn receive(
         Err(_) => (String::new(), None, None),
     };
     let (message, acker) = message.split();
-    let topic = message.subject.as_str().to_owned();
+    let topic = Topic::from(message.subject);
     let body = Message {
         headers: headers::from_nats(message.headers.as_ref()),
         body: message.payload,
@@ -439,7 +449,7 @@ async fn receive(
 struct DeadLetterPlan {
     shared: Arc<Shared>,
     dead_letter: Arc<DeadLetter>,
-    topic: String,
+    topic: Topic,
     message: Message,
     attempt: u32,
     stream: String,

@@ -100,14 +100,31 @@ pub struct GossipRegistry {
 struct Inner {
     config: GossipConfig,
     node_id: String,
-    /// The address this member listens on, resolved at build (port 0 picked).
-    listen: SocketAddr,
-    advertise: SocketAddr,
+    addresses: std::sync::Mutex<Addresses>,
+    /// Whether the port was picked here (port 0 asked), so another free one
+    /// may be picked if it cannot be bound after all.
+    picks_port: bool,
+    /// Whether the advertised address is the listen address (none was set).
+    advertises_listen: bool,
     view: LocalView<String>,
     member: OnceCell<ChitchatHandle>,
     /// Whether the task following peers' state was started.
     follower: AtomicBool,
 }
+
+/// Where this member gossips.
+#[derive(Debug)]
+struct Addresses {
+    /// The address this member listens on, resolved at build (port 0 picked).
+    listen: SocketAddr,
+    advertise: SocketAddr,
+    /// The port picked for port 0, held bound until the member binds it, so
+    /// that no other socket picking a free port meanwhile can take it.
+    reserved: Option<std::net::UdpSocket>,
+}
+
+/// How many free ports a member asked for port 0 tries before giving up.
+const PORT_ATTEMPTS: usize = 5;
 
 /// What one registration key holds.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -139,7 +156,8 @@ impl GossipRegistry {
     /// at once; otherwise on first use.
     pub fn from_config(config: &GossipConfig) -> Result<GossipRegistry> {
         config.validate()?;
-        let listen = resolve_listen(&config.listen)?;
+        let (listen, reserved) = resolve_listen(&config.listen)?;
+        let reserved_port = reserved.is_some();
         let advertise = match &config.advertise {
             Some(advertise) => resolve(advertise, "advertise")?,
             None if listen.ip().is_unspecified() => {
@@ -159,8 +177,13 @@ impl GossipRegistry {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 node_id,
-                listen,
-                advertise,
+                addresses: std::sync::Mutex::new(Addresses {
+                    listen,
+                    advertise,
+                    reserved,
+                }),
+                picks_port: reserved_port,
+                advertises_listen: config.advertise.is_none(),
                 view: LocalView::new(config.discovery_wait()),
                 member: OnceCell::new(),
                 follower: AtomicBool::new(false),
@@ -184,7 +207,7 @@ impl GossipRegistry {
 
     /// The UDP address this member gossips on (with the port picked, if port 0 was asked).
     pub fn listen_address(&self) -> SocketAddr {
-        self.inner.listen
+        self.inner.addresses().listen
     }
 
     /// This member's node id in the cluster.
@@ -250,7 +273,7 @@ impl fmt::Debug for GossipRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GossipRegistry")
             .field("node_id", &self.inner.node_id)
-            .field("listen", &self.inner.listen)
+            .field("listen", &self.inner.addresses().listen)
             .field("seeds", &self.inner.config.seeds)
             .field("started", &self.inner.member.initialized())
             .finish_non_exhaustive()
@@ -267,19 +290,84 @@ impl Drop for Inner {
     }
 }
 
+impl Inner {
+    fn addresses(&self) -> std::sync::MutexGuard<'_, Addresses> {
+        self.addresses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Starts the member on its listen address. A port picked for port 0 is let
+/// go only right before chitchat binds it; should something take it even
+/// so, another free port is picked (a few times), since any port was asked.
 async fn start_member(inner: &Inner) -> Result<ChitchatHandle> {
+    for attempt in 1.. {
+        let (listen, advertise, reserved) = {
+            let mut addresses = inner.addresses();
+            (
+                addresses.listen,
+                addresses.advertise,
+                addresses.reserved.take(),
+            )
+        };
+        drop(reserved);
+        let started = spawn_chitchat(
+            chitchat_config(inner, listen, advertise),
+            Vec::new(),
+            &UdpTransport,
+        )
+        .await;
+        match started {
+            Ok(member) => return Ok(member),
+            Err(err) if inner.picks_port && attempt < PORT_ATTEMPTS && address_in_use(&*err) => {
+                tracing::debug!(%listen, "gossip port taken before it was bound; picking another");
+                let (listen, reserved) = resolve_listen(&inner.config.listen)?;
+                let mut addresses = inner.addresses();
+                addresses.listen = listen;
+                if inner.advertises_listen {
+                    addresses.advertise = listen;
+                }
+                addresses.reserved = reserved;
+            }
+            Err(err) => {
+                return Err(Error::unavailable(format!(
+                    "starting gossip on {listen}: {err:#}"
+                )));
+            }
+        }
+    }
+    unreachable!("the attempts end with a return")
+}
+
+/// Whether `err`, or an error it was caused by, is "address in use".
+fn address_in_use(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(error) = cause {
+        let in_use = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse);
+        if in_use {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+fn chitchat_config(inner: &Inner, listen: SocketAddr, advertise: SocketAddr) -> ChitchatConfig {
     let generation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         });
-    let id = ChitchatId::new(inner.node_id.clone(), generation, inner.advertise);
+    let id = ChitchatId::new(inner.node_id.clone(), generation, advertise);
     let interval = inner.config.gossip_interval();
-    let config = ChitchatConfig {
+    ChitchatConfig {
         chitchat_id: id,
         cluster_id: inner.config.cluster.clone(),
         gossip_interval: interval,
-        listen_addr: inner.listen,
+        listen_addr: listen,
         seed_nodes: inner.config.seeds.clone(),
         failure_detector_config: FailureDetectorConfig {
             phi_threshold: inner.config.phi_threshold,
@@ -294,13 +382,7 @@ async fn start_member(inner: &Inner) -> Result<ChitchatHandle> {
         catchup_callback: None,
         extra_liveness_predicate: None,
         protocol_version: ProtocolVersion::V0,
-    };
-    let member = spawn_chitchat(config, Vec::new(), &UdpTransport)
-        .await
-        .map_err(|err| {
-            Error::unavailable(format!("starting gossip on {}: {err:#}", inner.listen))
-        })?;
-    Ok(member)
+    }
 }
 
 #[async_trait]
@@ -496,16 +578,18 @@ fn resolve(address: &str, what: &str) -> Result<SocketAddr> {
         })
 }
 
-/// The listen address with a free port picked for port 0: chitchat advertises
-/// the address it is given, so it must be the real one.
-fn resolve_listen(listen: &str) -> Result<SocketAddr> {
+/// The listen address with a free port picked for port 0 (chitchat
+/// advertises the address it is given, so it must be the real one), and the
+/// socket holding that port until the member binds it.
+fn resolve_listen(listen: &str) -> Result<(SocketAddr, Option<std::net::UdpSocket>)> {
     let address = resolve(listen, "listen")?;
     if address.port() != 0 {
-        return Ok(address);
+        return Ok((address, None));
     }
-    std::net::UdpSocket::bind(address)
-        .and_then(|socket| socket.local_addr())
-        .map_err(|err| Error::unavailable(format!("picking a gossip port on {address}: {err}")))
+    let picked = std::net::UdpSocket::bind(address)
+        .and_then(|socket| Ok((socket.local_addr()?, socket)))
+        .map_err(|err| Error::unavailable(format!("picking a gossip port on {address}: {err}")))?;
+    Ok((picked.0, Some(picked.1)))
 }
 
 /// Builds a [`GossipRegistry`] with non-default settings.
@@ -576,5 +660,52 @@ impl GossipRegistryBuilder {
     /// The registry; see [`GossipRegistry::from_config`].
     pub fn build(self) -> Result<GossipRegistry> {
         GossipRegistry::from_config(&self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_picked_port_taken_before_the_bind_is_replaced_by_another() {
+        let registry = GossipRegistry::builder()
+            .listen("127.0.0.1:0")
+            .build()
+            .expect("a member on loopback");
+        // Let go of the reservation and take the port, as an unrelated
+        // socket could between the pick and the bind.
+        let picked = registry.listen_address();
+        let taken = {
+            let mut addresses = registry.inner.addresses();
+            drop(addresses.reserved.take());
+            std::net::UdpSocket::bind(picked).expect("the released port")
+        };
+        let _watch = registry
+            .watch(&WatchOptions::service("nobody"))
+            .await
+            .expect("the member starts on another free port");
+        let moved = registry.listen_address();
+        assert_ne!(moved, picked);
+        assert_eq!(registry.inner.addresses().advertise, moved);
+        drop(taken);
+    }
+
+    #[tokio::test]
+    async fn a_port_that_was_asked_for_is_not_replaced() {
+        let blocker = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+        let asked = blocker.local_addr().expect("its address");
+        let registry = GossipRegistry::builder()
+            .listen(asked.to_string())
+            .build()
+            .expect("a member on loopback");
+        let err = registry
+            .watch(&WatchOptions::service("nobody"))
+            .await
+            .err()
+            .expect("the asked-for port is in use");
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
+        assert!(err.message().contains(&asked.to_string()), "{err}");
+        assert_eq!(registry.listen_address(), asked);
     }
 }

@@ -116,6 +116,13 @@ impl Body for ReplayBody {
                         shared.overflowed = true;
                         shared.kept = Vec::new();
                     }
+                    // Noted now, so `is_end_stream` tells HTTP/2 that this
+                    // is the last DATA frame (END_STREAM on it, no empty one
+                    // after it), as the caller's own body would have.
+                    if shared.body.is_end_stream() {
+                        shared.ended = true;
+                        this.trailers_sent = true;
+                    }
                     Poll::Ready(Some(Ok(Frame::data(data))))
                 }
                 Err(frame) => {
@@ -177,6 +184,22 @@ mod tests {
         drop(first);
         assert!(replay.can_replay());
         assert_eq!(collect(replay.handle()).await, "abcdef");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_body_that_knows_it_is_told_with_its_last_frame() {
+        let replay = Replay::new(
+            tonic::body::Body::new(http_body_util::Full::new(Bytes::from_static(b"once"))),
+            16,
+        );
+        for attempt in 0..2 {
+            let mut handle = replay.handle();
+            assert!(!handle.is_end_stream(), "attempt {attempt}");
+            let chunk = handle.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(chunk, "once");
+            assert!(handle.is_end_stream(), "attempt {attempt}");
+            assert!(handle.frame().await.is_none());
+        }
     }
 
     #[tokio::test]
