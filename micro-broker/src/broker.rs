@@ -257,6 +257,16 @@ pub trait Broker: fmt::Debug + Send + Sync + 'static {
     /// being ignored; malformed topics and group names fail with
     /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument).
     async fn subscribe(&self, topic: &str, options: &SubscribeOptions) -> Result<Subscription>;
+
+    /// Waits until every message [`publish`](Broker::publish) accepted has
+    /// left this process (for NATS: written to the server's socket), so
+    /// that a process may exit right after without losing them. A service
+    /// calls it when it stops. Backends whose `publish` returns only once
+    /// the message is delivered or stored have nothing to wait for; that is
+    /// the default.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A shared, type-erased broker.
@@ -281,6 +291,9 @@ macro_rules! forward_broker {
                 options: &SubscribeOptions,
             ) -> Result<Subscription> {
                 (**self).subscribe(topic, options).await
+            }
+            async fn flush(&self) -> Result<()> {
+                (**self).flush().await
             }
         }
     };

@@ -777,6 +777,52 @@ macro_rules! broker_conformance_tests {
     };
 }
 
+/// Two instances of a backend as one broker: publishes go through
+/// `publisher`, subscriptions through `subscriber`. Run the suite on it to
+/// hold a backend to its promises across instances (two services, two
+/// connections): what is published after `subscribe` returns reaches the
+/// subscriber even when it was published through another instance.
+///
+/// ```
+/// mod two_instances {
+///     use micro_broker::{conformance::Split, memory::MemoryBroker};
+///
+///     fn split() -> Split<MemoryBroker, MemoryBroker> {
+///         let shared = MemoryBroker::new();
+///         Split { publisher: shared.clone(), subscriber: shared }
+///     }
+///
+///     micro_broker::broker_conformance_tests!(split());
+/// }
+/// # fn main() {}
+/// ```
+#[derive(Debug)]
+pub struct Split<P, S> {
+    /// Publishes (and flushes).
+    pub publisher: P,
+    /// Subscribes.
+    pub subscriber: S,
+}
+
+#[async_trait::async_trait]
+impl<P: Broker, S: Broker> Broker for Split<P, S> {
+    fn scheme(&self) -> &'static str {
+        self.publisher.scheme()
+    }
+    fn capabilities(&self) -> crate::Capabilities {
+        self.publisher.capabilities()
+    }
+    async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+        self.publisher.publish(topic, message).await
+    }
+    async fn subscribe(&self, topic: &str, options: &SubscribeOptions) -> Result<Subscription> {
+        self.subscriber.subscribe(topic, options).await
+    }
+    async fn flush(&self) -> Result<()> {
+        self.publisher.flush().await
+    }
+}
+
 fn fresh_name(purpose: &str) -> String {
     format!("{purpose}-{:016x}", rand::random::<u64>())
 }

@@ -17,45 +17,15 @@ mod one_broker {
 /// Publishes go through one broker, subscriptions through another, so every
 /// delivery crosses HTTP between two endpoints that only share the registry.
 mod two_brokers {
-    use std::fmt;
-
-    use async_trait::async_trait;
-    use micro_broker::{Broker, Capabilities, Message, Result, SubscribeOptions, Subscription};
+    use micro_broker::conformance::Split;
 
     use super::*;
-
-    struct Split {
-        publisher: HttpBroker,
-        subscriber: HttpBroker,
-    }
-
-    impl fmt::Debug for Split {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("Split").finish_non_exhaustive()
-        }
-    }
-
-    #[async_trait]
-    impl Broker for Split {
-        fn scheme(&self) -> &'static str {
-            self.publisher.scheme()
-        }
-        fn capabilities(&self) -> Capabilities {
-            self.publisher.capabilities()
-        }
-        async fn publish(&self, topic: &str, message: Message) -> Result<()> {
-            self.publisher.publish(topic, message).await
-        }
-        async fn subscribe(&self, topic: &str, options: &SubscribeOptions) -> Result<Subscription> {
-            self.subscriber.subscribe(topic, options).await
-        }
-    }
 
     /// The publisher asks the registry on every publish: with the default
     /// cache it would see the other broker's subscriptions only once the
     /// registry watch delivered them, and the suite publishes right after
     /// subscribing.
-    fn split() -> Split {
+    fn split() -> Split<HttpBroker, HttpBroker> {
         let registry = MemoryRegistry::new();
         Split {
             publisher: HttpBroker::builder(registry.clone())

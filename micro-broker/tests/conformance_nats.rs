@@ -56,6 +56,49 @@ mod core {
     micro_broker::broker_conformance_tests!(nats_broker!(NatsBroker::builder()));
 }
 
+/// Publishes through one connection, subscribes through another, as two
+/// services do: a subscription must be in force at the server when
+/// `subscribe` returns, or a publish from the other connection right after
+/// it can overtake it and be lost.
+///
+/// Every case but two, which promise an order between two connections that
+/// core NATS does not give (both hold on one connection, where commands
+/// reach the server in order; the crate guide says so):
+/// - `unsubscribe_on_drop`: dropping a subscription cannot wait for the
+///   server, so until it has read the UNSUB it may still route to a dropped
+///   queue-group member what another connection publishes, and at most once
+///   loses that (JetStream redelivers what a dropped member never acked);
+/// - `no_message_before_subscribe`: a core publish returns once the client
+///   holds the message, so one published "before" on another connection may
+///   reach the server after the subscription did.
+mod core_two_connections {
+    use micro_broker::conformance::Split;
+
+    use super::*;
+
+    micro_broker::broker_conformance_tests!(@cases Split {
+            publisher: nats_broker!(NatsBroker::builder()),
+            subscriber: nats_broker!(NatsBroker::builder()),
+        };
+        publish_subscribe_round_trip,
+        fan_out_to_all_subscribers,
+        queue_group_shares_load_without_duplicates_or_loss,
+        fan_out_and_queue_groups_together,
+        headers_round_trip,
+        many_topics,
+        messages_in_publish_order_for_one_subscriber,
+        slow_subscriber_as_declared,
+        manual_ack_and_nack_redelivers,
+        wildcard_subscriptions,
+        invalid_names_are_rejected,
+        dead_letter_after_redelivery_limit,
+        durable_subscription_resumes_after_restart,
+        replay_from_first_sequence_and_time,
+        duplicates_by_message_id_are_delivered_once,
+        ordered_by_key_under_parallel_load,
+    );
+}
+
 mod jetstream_per_family {
     use super::*;
 

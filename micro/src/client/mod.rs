@@ -265,6 +265,15 @@ impl Client {
             .map_err(|err| err.context(format!("publishing to {topic:?}")))
     }
 
+    /// Waits until the broker has sent on what it accepted ([`Broker::flush`]);
+    /// a detached client has published nothing.
+    pub(crate) async fn flush_broker(&self) -> Result<()> {
+        match &self.inner.backends {
+            Some(backends) => backends.broker.flush().await,
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn backends(&self) -> Result<&Backends> {
         self.inner.backends.as_ref().ok_or_else(|| {
             Error::failed_precondition(

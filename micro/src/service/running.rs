@@ -131,6 +131,12 @@ impl RunningService {
             }
         );
         outcome.record("stopping the listener", drained);
+        // Last: handlers that ran during the drain may have published too.
+        // What the broker accepted must leave the process before it exits.
+        let flushed = tokio::time::timeout(grace, self.client.flush_broker())
+            .await
+            .unwrap_or_else(|_| Err(Error::timeout("the broker did not flush in time")));
+        outcome.record("flushing the broker", flushed);
     }
 }
 
