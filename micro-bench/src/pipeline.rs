@@ -18,6 +18,8 @@
 //! for the services just before stopping them, and reported by the client
 //! and the peer themselves as they finish. The database table is dropped
 //! before each run, and its row count checked against the records written.
+//! The run fails (non-zero exit) when a record is missing or duplicated, or
+//! when a peak RSS is over its bound (client 64 MiB, each service 128 MiB).
 
 use std::{
     io::{BufRead, BufReader},
@@ -96,6 +98,7 @@ fn bench(ports: &Path, file: &Path, size: &str, database: &str, transport: &str)
         "ratio  throughput micro/direct = {:.3}",
         throughput(&pipeline) / throughput(&direct)
     );
+    let mut failed = Vec::new();
     for (run, what) in [(&pipeline, "micro"), (&direct, "direct")] {
         let exact = run.records == records && run.committed == records && run.rows == records;
         println!(
@@ -110,9 +113,44 @@ fn bench(ports: &Path, file: &Path, size: &str, database: &str, transport: &str)
                 "MISMATCH"
             }
         );
+        if !exact {
+            failed.push(format!("{what}: not every record landed exactly once"));
+        }
     }
-    Ok(())
+    let limits = std::iter::once(("client", pipeline.client_rss_kib, CLIENT_RSS_LIMIT_KIB)).chain(
+        pipeline
+            .services_rss_kib
+            .iter()
+            .map(|&(name, kib)| (name, kib, SERVICE_RSS_LIMIT_KIB)),
+    );
+    for (name, kib, limit) in limits {
+        let within = kib > 0 && kib <= limit;
+        println!(
+            "check  peak RSS of {name}: {:.1} MiB, limit {} MiB: {}",
+            kib as f64 / 1024.0,
+            limit / 1024,
+            if within { "within" } else { "OVER (or unread)" }
+        );
+        if !within {
+            failed.push(format!(
+                "{name}'s peak RSS {kib} KiB is over {limit} KiB or unread"
+            ));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "the pipeline benchmark's checks failed: {}",
+            failed.join("; ")
+        )))
+    }
 }
+
+/// The bounds for streaming a file of any size: the client stays
+/// under 64 MiB of resident memory, every service under 128 MiB.
+const CLIENT_RSS_LIMIT_KIB: u64 = 64 * 1024;
+const SERVICE_RSS_LIMIT_KIB: u64 = 128 * 1024;
 
 fn print_run(title: &str, bytes: u64, run: &Run) {
     println!("{title}");

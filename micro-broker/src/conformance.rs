@@ -29,7 +29,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     future::Future,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::{StreamExt, stream};
@@ -383,8 +383,8 @@ pub async fn slow_subscriber_as_declared(broker: &dyn Broker) {
     }
 }
 
-/// With manual ack, `nack` redelivers (at once, and after a delay), `ack`
-/// settles for good; in a queue group the redelivery goes to a member.
+/// With manual ack, `nack` redelivers (at once, and after a delay: not
+/// before it), `ack` settles for good; in a queue group the redelivery goes to a member.
 pub async fn manual_ack_and_nack_redelivers(broker: &dyn Broker) {
     let topic = fresh_topic("manual_ack");
     let manual = SubscribeOptions::fanout().with_manual_ack();
@@ -406,12 +406,18 @@ pub async fn manual_ack_and_nack_redelivers(broker: &dyn Broker) {
     assert_eq!(second.message, job, "redelivered message");
     assert_eq!(second.topic, topic, "redelivered topic");
     assert!(second.needs_ack(), "a redelivery needs an ack too");
-    check(
-        second.nack(Some(Duration::from_millis(50))).await,
-        "nack(50ms)",
-    );
+    // The delay is a lower bound: the redelivery must not come sooner. (No
+    // upper bound is asserted beyond `next`'s patience: machines are shared.)
+    let delay = Duration::from_millis(250);
+    let nacked_at = Instant::now();
+    check(second.nack(Some(delay)).await, "nack(250ms)");
 
-    let mut third = next(&mut sub, "the redelivery after nack(50ms)").await;
+    let mut third = next(&mut sub, "the redelivery after nack(250ms)").await;
+    let waited = nacked_at.elapsed();
+    assert!(
+        waited >= delay,
+        "nack({delay:?}) redelivered after only {waited:?}"
+    );
     assert_eq!(third.message, job, "redelivered message");
     check(third.ack().await, "ack");
 

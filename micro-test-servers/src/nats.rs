@@ -25,6 +25,14 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server of its own and waits until JetStream is ready.
     pub async fn start() -> Option<NatsServer> {
+        NatsServer::start_with_args(&[]).await
+    }
+
+    /// Like [`NatsServer::start`], with `extra` command-line options for the
+    /// server (`--auth TOKEN`, `--user U --pass P`, `--tls --tlscert F
+    /// --tlskey F`, ...). The monitoring port used for readiness stays plain
+    /// HTTP without authentication, whatever `extra` asks of clients.
+    pub async fn start_with_args(extra: &[&str]) -> Option<NatsServer> {
         let Some(program) = find_binary() else {
             return missing(
                 &format!("nats-server {}.{}+", MINIMUM_VERSION.0, MINIMUM_VERSION.1),
@@ -36,7 +44,7 @@ impl NatsServer {
             .tempdir()
             .unwrap_or_else(|err| panic!("cannot create a data directory for nats-server: {err}"));
         let (port, monitor_port) = (free_port(), free_port());
-        let args = vec![
+        let args: Vec<String> = vec![
             "-a".into(),
             "127.0.0.1".into(),
             "-p".into(),
@@ -49,6 +57,10 @@ impl NatsServer {
             "--server_name".into(),
             format!("micro-test-{port}"),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|arg| (*arg).to_owned()))
+            .collect();
         let log = data.path().join("nats-server.log");
         let server = NatsServer {
             process: ServerProcess::new(

@@ -417,7 +417,9 @@ fn build_broker(choice: &BackendChoice) -> Result<DynBroker> {
         #[cfg(feature = "broker-memory")]
         "memory" => {
             ignored_address(BROKER_ADDRESS, choice);
-            Ok(Arc::new(crate::broker::memory::MemoryBroker::shared()))
+            Ok(Arc::new(
+                crate::broker::memory::MemoryBroker::shared_from_env()?,
+            ))
         }
         #[cfg(feature = "broker-nats")]
         "nats" => {

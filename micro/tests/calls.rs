@@ -1,6 +1,7 @@
-//! Request/response end to end, over the memory and the HTTP transport: by
-//! name and by address, every kind of serde type, MessagePack, protobuf and
-//! raw bodies, bad input, panics, deadlines, retries and tower layers.
+//! Request/response end to end, over the memory, HTTP and (with
+//! `transport-grpc`) gRPC transports: by name and by address, every kind of
+//! serde type, MessagePack, protobuf and raw bodies, bad input, panics,
+//! deadlines, retries and tower layers.
 
 mod common;
 

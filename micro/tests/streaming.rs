@@ -1,6 +1,7 @@
-//! Streaming calls end to end through micro's typed API, over the memory and
-//! the HTTP transport: the three shapes with serde and protobuf messages,
-//! errors inside streams, cancellation both ways, back-pressure and deadlines.
+//! Streaming calls end to end through micro's typed API, over the memory, the
+//! HTTP and (with `transport-grpc`) the gRPC transport: the three shapes with
+//! serde and protobuf messages, errors inside streams, cancellation both
+//! ways, back-pressure and deadlines.
 
 mod common;
 

@@ -104,6 +104,9 @@ use crate::{
 /// The scheme naming this backend: `memory`.
 pub const SCHEME: &str = "memory";
 
+/// The instance behind [`MemoryBroker::shared`].
+static SHARED: OnceLock<MemoryBroker> = OnceLock::new();
+
 /// An in-process [`Broker`]. Clones share one broker; see the
 /// [module documentation](self) for the delivery semantics.
 #[derive(Clone)]
@@ -122,8 +125,19 @@ impl MemoryBroker {
     /// without being handed one (`MICRO_BROKER=memory`) uses this instance, so
     /// two services in one process exchange events.
     pub fn shared() -> MemoryBroker {
-        static SHARED: OnceLock<MemoryBroker> = OnceLock::new();
         SHARED.get_or_init(MemoryBroker::new).clone()
+    }
+
+    /// The process-wide broker of [`MemoryBroker::shared`], created on first
+    /// use from [`BUFFER_ENV`] and [`OVERFLOW_ENV`] (a malformed value is an
+    /// `InvalidArgument` error naming the variable). The first call creates
+    /// it; later calls return that same instance, whatever the variables say
+    /// by then, so every service in the process keeps exchanging events.
+    pub fn shared_from_env() -> Result<MemoryBroker> {
+        let config = MemoryConfig::from_env()?;
+        Ok(SHARED
+            .get_or_init(|| MemoryBroker::builder().config(config).build())
+            .clone())
     }
 
     /// A new, isolated broker configured from [`BUFFER_ENV`] and [`OVERFLOW_ENV`].

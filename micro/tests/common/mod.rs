@@ -26,6 +26,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub enum Kind {
     Memory,
     Http,
+    #[cfg(feature = "transport-grpc")]
+    Grpc,
 }
 
 /// Backends of one test, shared by every service and client it builds and
@@ -42,6 +44,8 @@ impl World {
         let transport: DynTransport = match kind {
             Kind::Memory => Arc::new(MemoryTransport::isolated()),
             Kind::Http => Arc::new(HttpTransport::new()),
+            #[cfg(feature = "transport-grpc")]
+            Kind::Grpc => Arc::new(micro::transport::grpc::GrpcTransport::new()),
         };
         World {
             registry: Arc::new(MemoryRegistry::new()),
@@ -69,7 +73,9 @@ impl World {
     }
 }
 
-/// Expands one `async fn name(kind: Kind)` test body into a test per transport.
+/// Expands one `async fn name(kind: Kind)` test body into a test per
+/// transport (gRPC when the `transport-grpc` feature is on, as under
+/// `--all-features`).
 #[macro_export]
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {
@@ -83,6 +89,12 @@ macro_rules! on_every_transport {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn http() {
                     super::$name($crate::common::Kind::Http).await;
+                }
+
+                #[cfg(feature = "transport-grpc")]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn grpc() {
+                    super::$name($crate::common::Kind::Grpc).await;
                 }
             }
         )*
