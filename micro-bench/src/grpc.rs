@@ -8,7 +8,8 @@
 //! - streaming, in each shape (server, client and bidirectional streams of
 //!   100,000 messages with 1 KiB payloads): messages/s and MB/s through
 //!   micro's typed streaming API (client by name, `handle_*_stream_proto`
-//!   handlers) against tonic's generated client and server.
+//!   handlers) against tonic's generated client and server; each round makes
+//!   calls for its share of the seconds given.
 //!
 //! `cargo run --release -p micro-bench -- 6 grpc`
 
@@ -156,24 +157,24 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
     println!(
         "\nstreaming, {STREAM_MESSAGES} messages of {STREAM_PAYLOAD} B per call: micro typed API (client by name -> handle_*_stream_proto) vs tonic client -> tonic server"
     );
-    let deadline = Instant::now() + Duration::from_secs(seconds) * 3;
+    // Each round streams for its share of `seconds` (at least one call): one
+    // call of STREAM_MESSAGES lasts a fraction of a second, too short for a
+    // round on a shared machine.
+    let per_round = Duration::from_secs(seconds) / GRPC_ROUNDS;
     for shape in [Shape::Server, Shape::Client, Shape::Bidi] {
         let (mut micro_total, mut tonic_total) = (Throughput::default(), Throughput::default());
         let mut ratios = RoundRatios::default();
         for round_number in 0..GRPC_ROUNDS {
             let (micro, tonic) = alternate(
                 round_number,
-                micro_stream(&peers.client, shape),
-                tonic_stream(&peers.tonic.client, shape),
+                calls_for(per_round, || micro_stream(&peers.client, shape)),
+                calls_for(per_round, || tonic_stream(&peers.tonic.client, shape)),
             )
             .await;
             let (micro, tonic) = (micro?, tonic?);
             ratios.push(micro.per_second(), tonic.per_second());
             micro_total.add(micro);
             tonic_total.add(tonic);
-            if Instant::now() > deadline {
-                break;
-            }
         }
         println!("{:>11} {}", "", shape.describe());
         micro_total.print("micro");
@@ -207,22 +208,35 @@ async fn stream_alone(
             )));
         }
     };
-    let started = Instant::now();
-    let mut total = Throughput::default();
-    while started.elapsed() < duration {
-        total.add(match side {
-            "micro" => micro_stream(&peers.client, shape).await?,
-            "tonic" => tonic_stream(&peers.tonic.client, shape).await?,
-            other => {
-                return Err(micro::Error::invalid_argument(format!(
-                    "unknown side {other:?}: micro or tonic"
-                )));
-            }
-        });
-    }
+    let total = match side {
+        "micro" => calls_for(duration, || micro_stream(&peers.client, shape)).await?,
+        "tonic" => calls_for(duration, || tonic_stream(&peers.tonic.client, shape)).await?,
+        other => {
+            return Err(micro::Error::invalid_argument(format!(
+                "unknown side {other:?}: micro or tonic"
+            )));
+        }
+    };
     println!("{:>11} {}", "", shape.describe());
     total.print(side);
     Ok(())
+}
+
+/// Streaming calls made by `call`, one after another until `duration` has
+/// passed (at least one), added up.
+async fn calls_for<F, Fut>(duration: Duration, mut call: F) -> Result<Throughput>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Throughput>>,
+{
+    let started = Instant::now();
+    let mut total = Throughput::default();
+    loop {
+        total.add(call().await?);
+        if started.elapsed() >= duration {
+            return Ok(total);
+        }
+    }
 }
 
 /// Messages received and the time they took, over several calls.
