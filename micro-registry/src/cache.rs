@@ -29,7 +29,10 @@ use crate::{
 ///   after which lookups fetch it again.
 /// - When such a fetch fails, the stale entry is served and a warning is logged
 ///   (`tracing::warn!`); with nothing cached, the backend's error is returned.
-/// - `NotFound` is not cached: asking again for an unknown service asks the backend again.
+/// - `NotFound` is not cached: asking again for an unknown service, or for one
+///   whose every node the watch removed, asks the backend again. So a node
+///   replaced by another (`Delete`, then `Create`) is never reported missing
+///   in between, and a caller that registered a node then looks it up finds it.
 /// - [`register`](Registry::register), [`deregister`](Registry::deregister),
 ///   [`list_services`](Registry::list_services) and [`watch`](Registry::watch) go
 ///   to the backend. Registrations and deregistrations made through this
@@ -215,9 +218,16 @@ impl<R: Registry> Shared<R> {
 
 impl Slot {
     /// The cached answer if the entry can be served without asking the backend.
+    ///
+    /// An entry without nodes is never served: the watch may have applied a
+    /// `Delete` and not yet the `Create` of the node that replaces it, and a
+    /// client must not be told "no such service" while the backend has one.
     fn fresh(&self, name: &str, entry_ttl: Option<Duration>) -> Option<Result<Arc<Vec<Service>>>> {
         let entry = lock(&self.entry);
-        let services = entry.services.as_ref()?;
+        let services = entry
+            .services
+            .as_ref()
+            .filter(|services| !services.is_empty())?;
         let young = match (entry_ttl, entry.refreshed_at) {
             (None, _) => true,
             (Some(ttl), Some(at)) => at.elapsed() < ttl,
@@ -685,15 +695,61 @@ mod tests {
         })
         .await;
 
-        backend.deregister(&greeter(&["a", "b"])).await.unwrap();
+        backend.deregister(&greeter(&["a"])).await.unwrap();
         wait_until("the removal reaches the cache", || async {
+            ids(&cache.get_service("greeter").await.unwrap()) == ["b"]
+        })
+        .await;
+        assert_eq!(backend.lookups(), 1, "every answer came from the cache");
+
+        // With no node left the cache asks the backend rather than trust an
+        // entry that may be between a Delete and a Create.
+        backend.deregister(&greeter(&["b"])).await.unwrap();
+        wait_until("the last removal reaches the backend's answer", || async {
             cache
                 .get_service("greeter")
                 .await
                 .is_err_and(|err| err.kind() == ErrorKind::NotFound)
         })
         .await;
-        assert_eq!(backend.lookups(), 1, "every answer came from the cache");
+        assert!(
+            backend.lookups() > 1,
+            "an empty entry is checked with the backend"
+        );
+    }
+
+    /// The window a watch-fed cache has: its own deregistration emptied the
+    /// entry, and the backend already holds the replacement whose `Create`
+    /// the watch has not delivered yet. On a current-thread runtime the
+    /// follower cannot run between the register and the lookup, so the
+    /// lookup sees exactly that window.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_replaced_node_is_never_reported_missing() {
+        let backend = Flaky::new();
+        backend
+            .register(&greeter(&["old"]), &RegisterOptions::default())
+            .await
+            .unwrap();
+        let cache = CachingRegistry::new(backend.clone());
+        assert_eq!(ids(&cache.get_service("greeter").await.unwrap()), ["old"]);
+        wait_until("the cache follows the name", || async {
+            cache
+                .shared
+                .existing_slot("greeter")
+                .is_some_and(|slot| lock(&slot.entry).watching)
+        })
+        .await;
+
+        cache.deregister(&greeter(&["old"])).await.unwrap();
+        backend
+            .register(&greeter(&["new"]), &RegisterOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&cache.get_service("greeter").await.unwrap()),
+            ["new"],
+            "the replacement is found, not reported missing"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
