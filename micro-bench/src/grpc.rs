@@ -93,14 +93,42 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
     for concurrency in [1, 64] {
         let mut micro_runs = Vec::new();
         let mut tonic_runs = Vec::new();
+        let mut deadline_runs = Vec::new();
         let (mut throughput, mut p99) = (RoundRatios::default(), RoundRatios::default());
+        let (mut deadline_throughput, mut deadline_p99) =
+            (RoundRatios::default(), RoundRatios::default());
         for round_number in 0..GRPC_ROUNDS {
+            // tonic with micro's deadline runs before the pair in even rounds
+            // and after it in odd ones, so no peer always goes first.
+            let deadline_first = round_number % 2 == 0;
+            let mut with_deadline = None;
+            if deadline_first {
+                with_deadline = Some(
+                    peers
+                        .unary(UnaryPair::TonicWithDeadline, concurrency, round)
+                        .await,
+                );
+            }
             let (micro, tonic) = alternate(
                 round_number,
                 peers.unary(UnaryPair::Micro, concurrency, round),
                 peers.unary(UnaryPair::Tonic, concurrency, round),
             )
             .await;
+            let with_deadline = match with_deadline {
+                Some(run) => run,
+                None => {
+                    peers
+                        .unary(UnaryPair::TonicWithDeadline, concurrency, round)
+                        .await
+                }
+            };
+            deadline_throughput.push(micro.calls_per_second(), with_deadline.calls_per_second());
+            deadline_p99.push(
+                with_deadline.percentile(99.0).as_secs_f64(),
+                micro.percentile(99.0).as_secs_f64(),
+            );
+            deadline_runs.push(with_deadline);
             throughput.push(micro.calls_per_second(), tonic.calls_per_second());
             p99.push(
                 tonic.percentile(99.0).as_secs_f64(),
@@ -111,6 +139,7 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
         }
         let (micro_summary, tonic_summary) =
             (Summary::merge(micro_runs), Summary::merge(tonic_runs));
+        let deadline_summary = Summary::merge(deadline_runs);
         print_row(concurrency, "micro", &micro_summary);
         print_row(concurrency, "tonic", &tonic_summary);
         print_ratios("tonic", &micro_summary, &tonic_summary);
@@ -120,7 +149,20 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
             throughput.describe(),
             p99.describe()
         );
+        print_row(concurrency, "tn+dl", &deadline_summary);
+        print_ratios("tn+dl", &micro_summary, &deadline_summary);
+        println!(
+            "{:>11} rounds throughput micro/tn+dl {}   p99 tn+dl/micro {}",
+            "",
+            deadline_throughput.describe(),
+            deadline_p99.describe()
+        );
     }
+    println!(
+        "{:>11} (tn+dl: tonic with a {:?} deadline per call, as micro's client always sends)",
+        "",
+        micro::client::DEFAULT_TIMEOUT
+    );
     // Each client against the other's server: tells whether a gap sits on
     // the calling or on the serving side.
     for concurrency in [1, 64] {
@@ -389,6 +431,11 @@ enum UnaryPair {
     MicroToTonic,
     /// tonic's generated client to the micro service.
     TonicToMicro,
+    /// tonic's client to the tonic server, each call with the deadline micro's
+    /// client always sends ([`micro::client::DEFAULT_TIMEOUT`] as
+    /// `grpc-timeout`), which the tonic server then enforces: the same
+    /// semantics as micro's calls.
+    TonicWithDeadline,
 }
 
 impl UnaryPair {
@@ -398,8 +445,9 @@ impl UnaryPair {
             "tonic" => Ok(UnaryPair::Tonic),
             "mc>tn" => Ok(UnaryPair::MicroToTonic),
             "tn>mc" => Ok(UnaryPair::TonicToMicro),
+            "tn+dl" => Ok(UnaryPair::TonicWithDeadline),
             other => Err(micro::Error::invalid_argument(format!(
-                "unknown gRPC pair {other:?}: micro, tonic, mc>tn or tn>mc"
+                "unknown gRPC pair {other:?}: micro, tonic, mc>tn, tn>mc or tn+dl"
             ))),
         }
     }
@@ -410,6 +458,7 @@ impl UnaryPair {
             UnaryPair::Tonic => "tonic",
             UnaryPair::MicroToTonic => "mc>tn",
             UnaryPair::TonicToMicro => "tn>mc",
+            UnaryPair::TonicWithDeadline => "tn+dl",
         }
     }
 }
@@ -504,16 +553,22 @@ impl GrpcPeers {
                 })
                 .await
             }
-            UnaryPair::Tonic | UnaryPair::TonicToMicro => {
+            UnaryPair::Tonic | UnaryPair::TonicToMicro | UnaryPair::TonicWithDeadline => {
                 let client = match pair {
-                    UnaryPair::Tonic => self.tonic.client.clone(),
-                    _ => self.tonic_to_micro.clone(),
+                    UnaryPair::TonicToMicro => self.tonic_to_micro.clone(),
+                    _ => self.tonic.client.clone(),
                 };
+                let deadline = matches!(pair, UnaryPair::TonicWithDeadline)
+                    .then_some(micro::client::DEFAULT_TIMEOUT);
                 measure::closed_loop(concurrency, duration, move || {
                     let mut client = client.clone();
+                    let mut request = tonic::Request::new(unary_request());
+                    if let Some(timeout) = deadline {
+                        request.set_timeout(timeout);
+                    }
                     async move {
                         client
-                            .unary(unary_request())
+                            .unary(request)
                             .await
                             .is_ok_and(|reply| reply.into_inner().payload.len() == 16)
                     }
