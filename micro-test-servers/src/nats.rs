@@ -44,7 +44,7 @@ impl NatsServer {
             .tempdir()
             .unwrap_or_else(|err| panic!("cannot create a data directory for nats-server: {err}"));
         let (port, monitor_port) = (free_port(), free_port());
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "-a".into(),
             "127.0.0.1".into(),
             "-p".into(),
@@ -57,10 +57,7 @@ impl NatsServer {
             "--server_name".into(),
             format!("micro-test-{port}"),
         ];
-        let args: Vec<String> = args
-            .into_iter()
-            .chain(extra.iter().map(|arg| (*arg).to_owned()))
-            .collect();
+        args.extend(extra.iter().map(|arg| (*arg).to_string()));
         let log = data.path().join("nats-server.log");
         let server = NatsServer {
             process: ServerProcess::new(

@@ -190,8 +190,9 @@ impl Shared {
         }
     }
 
-    /// Waits for the server to answer a PING sent after everything
-    /// published so far. Never connected: nothing was published.
+    /// Waits until the client has written everything published so far to
+    /// the server's socket (async-nats's flush sends no PING). Never
+    /// connected: nothing was published.
     async fn flush(&self) -> Result<()> {
         let Some(connection) = self.connection.get() else {
             return Ok(());
