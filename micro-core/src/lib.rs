@@ -8,7 +8,12 @@
 //!   HTTP status codes and gRPC status codes, so a curl user, a Python gRPC
 //!   client and a micro client all see the same failure;
 //! - [`Metadata`]: the string key/value pairs that travel with a request or a
-//!   message (HTTP headers, gRPC metadata, NATS headers).
+//!   message (HTTP headers, gRPC metadata, NATS headers);
+//! - [`duration`]: the one grammar for configured durations (humantime:
+//!   `250ms`, `1.5s`, `1h 30m`), with serde adaptors;
+//! - [`Backoff`]: the one backoff for retries and reconnections;
+//! - [`name`]: the one validator for service, endpoint and lock names;
+//! - [`env`]: reading `MICRO_*` variables (empty is unset, errors name the variable).
 //!
 //! Users rarely depend on this crate directly: `micro` and every building-block
 //! crate re-export these types.
@@ -24,8 +29,13 @@
 //! assert_eq!(ErrorKind::from_grpc_code(14), ErrorKind::Unavailable);
 //! ```
 
+mod backoff;
+pub mod duration;
+pub mod env;
 mod error;
 mod metadata;
+pub mod name;
 
+pub use backoff::{Attempts, Backoff};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use metadata::Metadata;
