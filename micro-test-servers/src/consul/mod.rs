@@ -62,7 +62,7 @@ use self::state::Shared;
 /// How often TTLs and critical services are checked.
 const EXPIRY_TICK: Duration = Duration::from_millis(20);
 
-/// A running Consul agent STAND-IN (see the [module docs](self)): stateful,
+/// A running Consul agent STAND-IN (see the `consul` module docs): stateful,
 /// in-process, on a free loopback port. Dropping it stops it.
 pub struct ConsulStandIn {
     addr: SocketAddr,
