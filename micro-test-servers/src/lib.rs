@@ -2,7 +2,8 @@
 //! on free loopback ports with their own temporary data directories.
 //!
 //! Backends that talk to a server are tested against that server, never a
-//! mock (see DESIGN.md, "Real servers in tests"). This crate is dev-only
+//! mock; the one exception is Consul, tested against a stand-in that says so
+//! ([`ConsulStandIn`]). This crate is dev-only
 //! (`publish = false`).
 //!
 //! ```no_run

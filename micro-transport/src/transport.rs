@@ -39,13 +39,12 @@ impl Capabilities {
 
 /// Carries requests between clients and servers.
 ///
-/// Implementations: [`MemoryTransport`](crate::memory::MemoryTransport)
-/// (in-process) and [`HttpTransport`](crate::http::HttpTransport).
+/// Implementations: the backends listed in the [crate documentation](crate).
 /// `Arc<T>` and `Box<T>` forward the trait, so `Arc<dyn Transport>`
 /// ([`DynTransport`]) is a transport too.
 #[async_trait]
 pub trait Transport: fmt::Debug + Send + Sync + 'static {
-    /// The scheme naming this backend in configuration (`memory`, `http`).
+    /// The scheme naming this backend in configuration (`memory`, `http`, `grpc`).
     fn scheme(&self) -> &'static str;
 
     /// What this backend supports.

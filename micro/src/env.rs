@@ -16,8 +16,7 @@
 //! needs its cargo feature of `micro` (`registry-etcd`, `broker-nats`,
 //! `transport-grpc`, ...): naming one whose feature this build does not
 //! include is a `FailedPrecondition` error naming the feature, and an unknown
-//! name is an `InvalidArgument` error listing the known ones. Today only the
-//! memory and HTTP backends exist.
+//! name is an `InvalidArgument` error listing the known ones.
 //!
 //! ```
 //! use std::collections::HashMap;

@@ -1,8 +1,8 @@
 //! A STAND-IN for a Consul agent: a small in-process HTTP server answering
 //! exactly the Consul HTTP API endpoints micro's Consul backends use, written
-//! from Consul's API documentation. It is not Consul. No Consul binary can be
-//! installed on the machines micro is developed on, so the Consul registry is
-//! tested against this; it has not been run against a real agent here.
+//! from Consul's API documentation. It is not Consul: micro's Consul backends
+//! are tested against this stand-in only, never against a real agent, so a
+//! difference between the documentation and the real Consul would go unseen.
 //!
 //! | endpoint | what the stand-in does |
 //! |---|---|
