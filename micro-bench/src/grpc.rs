@@ -23,11 +23,9 @@ use micro::{
     Client, Context, Result,
     registry::memory::MemoryRegistry,
     streaming::Streaming,
-    transport::grpc::{
-        GrpcTransport,
-        echo::{self, EchoReply, EchoRequest, TonicEcho, echo_client::EchoClient},
-    },
+    transport::grpc::GrpcTransport,
 };
+use micro_interop::echo::{self, EchoReply, EchoRequest, TonicEcho, echo_client::EchoClient};
 use tokio::sync::oneshot;
 
 use crate::{

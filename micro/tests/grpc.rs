@@ -11,11 +11,9 @@ use micro::{
     env::EnvConfig,
     grpc::GrpcChannel,
     registry::{Node, RegisterOptions, Registry, memory::MemoryRegistry},
-    transport::grpc::{
-        GrpcTransport,
-        echo::{self, EchoReply, EchoRequest, echo_client::EchoClient},
-    },
+    transport::grpc::GrpcTransport,
 };
+use micro_interop::echo::{self, EchoReply, EchoRequest, echo_client::EchoClient};
 use serde::{Deserialize, Serialize};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,

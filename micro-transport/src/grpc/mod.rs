@@ -55,7 +55,6 @@
 
 mod client;
 mod config;
-pub mod echo;
 mod frame;
 mod http_client;
 mod server;
@@ -196,25 +195,18 @@ fn http2_client(config: &GrpcConfig) -> PooledClient {
 /// services and descriptor sets for reflection.
 ///
 /// ```
-/// use micro_transport::grpc::{GrpcTransport, echo};
+/// use micro_transport::grpc::GrpcTransport;
 ///
 /// # fn main() -> micro_transport::Result<()> {
-/// # #[derive(Debug)] struct MyEcho;
-/// # #[tonic::async_trait]
-/// # impl echo::echo_server::Echo for MyEcho {
-/// #     async fn unary(&self, r: tonic::Request<echo::EchoRequest>) -> Result<tonic::Response<echo::EchoReply>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-/// #     type ServerStreamStream = futures::stream::BoxStream<'static, Result<echo::EchoReply, tonic::Status>>;
-/// #     async fn server_stream(&self, r: tonic::Request<echo::EchoRequest>) -> Result<tonic::Response<Self::ServerStreamStream>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-/// #     async fn client_stream(&self, r: tonic::Request<tonic::Streaming<echo::EchoRequest>>) -> Result<tonic::Response<echo::EchoReply>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-/// #     type BidiStream = futures::stream::BoxStream<'static, Result<echo::EchoReply, tonic::Status>>;
-/// #     async fn bidi(&self, r: tonic::Request<tonic::Streaming<echo::EchoRequest>>) -> Result<tonic::Response<Self::BidiStream>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-/// # }
+/// // Any tonic-generated server mounts the same way (`GreeterServer::new(greeter)`);
+/// // here, a health service of one's own instead of the built-in one.
+/// let (_reporter, health) = tonic_health::server::health_reporter();
 /// let transport = GrpcTransport::builder()
 ///     .package("shop")
-///     .add_service(echo::echo_server::EchoServer::new(MyEcho))
-///     .file_descriptor_set(echo::FILE_DESCRIPTOR_SET)
+///     .health(false)
+///     .add_service(health)
 ///     .build()?;
-/// assert!(transport.mounted_services().any(|name| name == "micro.echo.Echo"));
+/// assert!(transport.mounted_services().any(|name| name == "grpc.health.v1.Health"));
 /// # Ok(())
 /// # }
 /// ```

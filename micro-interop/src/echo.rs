@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use prost::Message;
 
-use crate::{Body, Error, ErrorKind, Handler, Request, Response, Result};
+use micro_transport::{Body, Error, ErrorKind, Handler, Request, Response, Result};
 
 #[allow(
     missing_docs,
@@ -33,7 +33,7 @@ mod generated {
 pub use generated::*;
 
 /// The encoded `FileDescriptorSet` of `echo.proto`, for server reflection
-/// ([`GrpcTransportBuilder::file_descriptor_set`](super::GrpcTransportBuilder::file_descriptor_set)).
+/// (`GrpcTransportBuilder::file_descriptor_set`).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/micro_echo_descriptor.bin"));
 

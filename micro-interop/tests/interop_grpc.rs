@@ -1,19 +1,13 @@
 //! Interop with gRPC implementations micro did not write: a Python grpcio
 //! client calls a micro gRPC server, and micro's client calls a plain tonic
 //! server.
-#![cfg(feature = "grpc")]
 
 use std::{net::SocketAddr, path::Path, process::Stdio, time::Duration};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use micro_transport::{
-    Body, ErrorKind, Request, Transport,
-    grpc::{
-        GrpcTransport,
-        echo::{self, EchoReply, EchoRequest},
-    },
-};
+use micro_interop::echo::{self, EchoReply, EchoRequest};
+use micro_transport::{Body, ErrorKind, Request, Transport, grpc::GrpcTransport};
 use prost::Message;
 use tokio::sync::oneshot;
 
