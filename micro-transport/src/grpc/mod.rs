@@ -54,15 +54,19 @@
 //! ```
 
 mod client;
+mod compression;
 mod config;
 mod frame;
 mod http_client;
+mod reflection;
 mod server;
 mod wire;
 
-use std::{collections::HashMap, convert::Infallible, fmt, sync::Arc};
+use std::{collections::HashMap, convert::Infallible, fmt, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{FutureExt, future::BoxFuture};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
@@ -73,7 +77,10 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::util::BoxCloneSyncService;
 
 use self::client::{GrpcChannel, PooledClient};
-pub use self::config::{GrpcConfig, MAX_MESSAGE_SIZE_ENV, PACKAGE_ENV};
+pub use self::compression::Compression;
+pub use self::config::{
+    COMPRESSION_ENV, DESCRIPTOR_SET_ENV, GrpcConfig, MAX_MESSAGE_SIZE_ENV, PACKAGE_ENV,
+};
 pub use self::http_client::GrpcHttpClient;
 use crate::{Capabilities, Channel, Error, Handler, Listener, Result, Transport};
 
@@ -214,7 +221,7 @@ fn http2_client(config: &GrpcConfig) -> PooledClient {
 pub struct GrpcTransportBuilder {
     config: GrpcConfig,
     mounted: HashMap<String, MountedService>,
-    descriptor_sets: Vec<&'static [u8]>,
+    descriptor_sets: Vec<Bytes>,
 }
 
 impl GrpcTransportBuilder {
@@ -248,6 +255,22 @@ impl GrpcTransportBuilder {
         self
     }
 
+    /// Sets [`GrpcConfig::compression`]: how this transport's clients
+    /// compress requests and its servers compress answers to callers that
+    /// accept it. gzip and identity are read either way.
+    pub fn compression(mut self, compression: Compression) -> GrpcTransportBuilder {
+        self.config.compression = compression;
+        self
+    }
+
+    /// Adds a file holding an encoded `FileDescriptorSet` for server
+    /// reflection to describe (see [`GrpcConfig::descriptor_set_files`]); it
+    /// is read when the transport is built.
+    pub fn descriptor_set_file(mut self, path: impl Into<PathBuf>) -> GrpcTransportBuilder {
+        self.config.descriptor_set_files.push(path.into());
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: GrpcConfig) -> GrpcTransportBuilder {
         self.config = config;
@@ -276,15 +299,27 @@ impl GrpcTransportBuilder {
     }
 
     /// Adds an encoded `FileDescriptorSet` (as `tonic-prost-build` writes with
-    /// `file_descriptor_set_path`) for server reflection to describe.
-    pub fn file_descriptor_set(mut self, encoded: &'static [u8]) -> GrpcTransportBuilder {
-        self.descriptor_sets.push(encoded);
+    /// `file_descriptor_set_path`, or `protoc --descriptor_set_out
+    /// --include_imports`) for server reflection to describe: with it,
+    /// grpcurl's `list` and `describe` show the service's own methods.
+    pub fn file_descriptor_set(mut self, encoded: impl Into<Bytes>) -> GrpcTransportBuilder {
+        self.descriptor_sets.push(encoded.into());
         self
     }
 
     /// Builds the transport. A descriptor set reflection cannot read is
-    /// `InvalidArgument`.
+    /// `InvalidArgument`; a descriptor set file that cannot be opened is the
+    /// I/O error's kind (`NotFound`, `PermissionDenied`, ...), naming the file.
     pub fn build(mut self) -> Result<GrpcTransport> {
+        for path in &self.config.descriptor_set_files {
+            let encoded = std::fs::read(path).map_err(|err| {
+                Error::from(err).context(format!(
+                    "reading the descriptor set {} for gRPC reflection",
+                    path.display()
+                ))
+            })?;
+            self.descriptor_sets.push(encoded.into());
+        }
         let health = if self.config.health {
             let (reporter, service) = tonic_health::server::health_reporter();
             self = self.add_service(service);
@@ -302,14 +337,14 @@ impl GrpcTransportBuilder {
     }
 
     fn add_reflection(self) -> Result<GrpcTransportBuilder> {
-        let configure = |sets: &[&'static [u8]]| {
+        fn configure(sets: &[Bytes]) -> tonic_reflection::server::Builder<'_> {
             let mut builder = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
             for set in sets {
                 builder = builder.register_encoded_file_descriptor_set(set);
             }
             builder
-        };
+        }
         let invalid = |err: tonic_reflection::server::Error| {
             Error::invalid_argument("a file descriptor set for reflection is unreadable")
                 .with_source(err)
@@ -320,7 +355,9 @@ impl GrpcTransportBuilder {
         let v1alpha = configure(&self.descriptor_sets)
             .build_v1alpha()
             .map_err(invalid)?;
-        Ok(self.add_service(v1).add_service(v1alpha))
+        Ok(self
+            .add_service(reflection::v1::Forgiving::server(v1))
+            .add_service(reflection::v1alpha::Forgiving::server(v1alpha)))
     }
 }
 
@@ -349,34 +386,23 @@ impl Transport for GrpcTransport {
     /// Binds `address` (`host:port`; `""` is a free loopback port, `:port` is
     /// every interface) and serves `handler` there over HTTP/2.
     async fn listen(&self, address: &str, handler: Handler) -> Result<Listener> {
+        let health_names = self.health_names(&handler);
         let state = server::ServerState {
             handler,
             max_message_size: self.config.max_message_size,
+            package: self.config.package.clone(),
+            compression: self.config.compression,
             mounted: self.mounted.clone(),
             cancel: CancellationToken::new(),
         };
         let health = self.health.clone();
         let listener = server::listen(address, state, {
             let health = health.clone();
-            move || {
-                if let Some(health) = health {
-                    tokio::spawn(async move {
-                        health
-                            .set_service_status("", ServingStatus::NotServing)
-                            .await;
-                    });
-                }
-            }
+            let names = health_names.clone();
+            move || set_statuses(health, names, ServingStatus::NotServing)
         })
         .await?;
-        if let Some(health) = &health {
-            health.set_service_status("", ServingStatus::Serving).await;
-            for name in self.mounted.keys() {
-                health
-                    .set_service_status(name, ServingStatus::Serving)
-                    .await;
-            }
-        }
+        set_statuses(health, health_names, ServingStatus::Serving).await;
         Ok(listener)
     }
 
@@ -390,8 +416,53 @@ impl Transport for GrpcTransport {
             authority,
             self.config.package.clone(),
             self.config.max_message_size,
+            self.config.compression,
         )))
     }
+}
+
+impl GrpcTransport {
+    /// The names health reports for a server of `handler`: the overall `""`,
+    /// the mounted services, and, when the handler declares its endpoints,
+    /// the micro service's name and the gRPC service of every endpoint, bare
+    /// (`Greeter`, `pkg.v1.Greeter`) and in the configured package.
+    fn health_names(&self, handler: &Handler) -> Vec<String> {
+        let mut names = vec![String::new()];
+        names.extend(self.mounted.keys().cloned());
+        if let Some(endpoints) = handler.endpoints() {
+            if !endpoints.service().is_empty() {
+                names.push(endpoints.service().to_owned());
+            }
+            for endpoint in endpoints.iter() {
+                let Some((service, _method)) = endpoint.rsplit_once('.') else {
+                    continue;
+                };
+                names.push(service.to_owned());
+                if !self.config.package.is_empty() {
+                    names.push(format!("{}.{service}", self.config.package));
+                }
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// Sets every name's health status (nothing when health is off).
+fn set_statuses(
+    health: Option<HealthReporter>,
+    names: Vec<String>,
+    status: ServingStatus,
+) -> BoxFuture<'static, ()> {
+    async move {
+        if let Some(health) = health {
+            for name in &names {
+                health.set_service_status(name, status).await;
+            }
+        }
+    }
+    .boxed()
 }
 
 /// The `host:port` of an address, refusing anything else.
@@ -440,7 +511,7 @@ mod tests {
     #[test]
     fn unreadable_descriptor_sets_are_invalid_argument() {
         let err = GrpcTransport::builder()
-            .file_descriptor_set(b"\xff\xff not a descriptor set")
+            .file_descriptor_set(&b"\xff\xff not a descriptor set"[..])
             .build()
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
