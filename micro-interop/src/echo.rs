@@ -17,7 +17,9 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use prost::Message;
 
-use micro_transport::{Body, Error, ErrorKind, Handler, Request, Response, Result};
+use micro_transport::{
+    Body, EndpointSet, Error, ErrorKind, Handler, Request, Response, Result,
+};
 
 #[allow(
     missing_docs,
@@ -114,10 +116,21 @@ impl echo_server::Echo for TonicEcho {
     }
 }
 
+/// The endpoints [`handler`] serves.
+pub const ENDPOINTS: [&str; 4] = [
+    "Echo.Unary",
+    "Echo.ServerStream",
+    "Echo.ClientStream",
+    "Echo.Bidi",
+];
+
 /// The same behaviour as a micro [`Handler`] of raw protobuf bytes, at
-/// endpoints `Echo.Unary`, `Echo.ServerStream`, `Echo.ClientStream` and `Echo.Bidi`.
+/// [`ENDPOINTS`], declared as the endpoints of a service named `echo` (so a
+/// gRPC server answers other methods `UNIMPLEMENTED` and reports health for
+/// `echo` and `Echo`).
 pub fn handler() -> Handler {
     Handler::from_fn(|request: Request| async move { handle(request).await })
+        .with_endpoints(EndpointSet::new("echo", ENDPOINTS))
 }
 
 fn decode(bytes: &[u8]) -> Result<EchoRequest> {
