@@ -20,9 +20,7 @@ use std::{
 
 use futures::StreamExt;
 use micro::{
-    Client, Context, Result,
-    registry::memory::MemoryRegistry,
-    streaming::Streaming,
+    Client, Context, Result, registry::memory::MemoryRegistry, streaming::Streaming,
     transport::grpc::GrpcTransport,
 };
 use micro_interop::echo::{self, EchoReply, EchoRequest, TonicEcho, echo_client::EchoClient};

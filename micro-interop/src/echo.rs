@@ -17,9 +17,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use prost::Message;
 
-use micro_transport::{
-    Body, EndpointSet, Error, ErrorKind, Handler, Request, Response, Result,
-};
+use micro_transport::{Body, EndpointSet, Error, ErrorKind, Handler, Request, Response, Result};
 
 #[allow(
     missing_docs,

@@ -20,8 +20,8 @@ use micro_transport::{
     Body, ErrorKind, Request, Transport,
     grpc::{DESCRIPTOR_SET_ENV, GrpcConfig, GrpcTransport, PACKAGE_ENV},
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 const STEP: Duration = Duration::from_secs(60);

@@ -189,7 +189,10 @@ async fn gzip_requests_are_read_and_answered_with_gzip() {
     let mut expected = b"Echo.Say:".to_vec();
     expected.extend_from_slice(&message);
     assert_eq!(gunzip(&replies[0].1), expected);
-    assert!(replies[0].1.len() < expected.len() / 10, "really compressed");
+    assert!(
+        replies[0].1.len() < expected.len() / 10,
+        "really compressed"
+    );
     assert_eq!(gunzip(&replies[1].1), b"Echo.Say:and me");
     listener.shutdown(STEP).await.unwrap();
 }
@@ -348,21 +351,19 @@ async fn packages_route_apart_and_unknown_methods_are_unimplemented() {
         "/nobody.Nothing/Hello",
     ] {
         let reply = raw_call(&client, listener.address(), path, &[], frame(0, b"!")).await;
-        assert_eq!(reply.grpc_status(), 12, "UNIMPLEMENTED at {path}: {reply:?}");
+        assert_eq!(
+            reply.grpc_status(),
+            12,
+            "UNIMPLEMENTED at {path}: {reply:?}"
+        );
     }
     // micro's own client reaches a fully qualified endpoint by its name.
-    let channel = GrpcTransport::new()
-        .dial(listener.address())
-        .await
-        .unwrap();
+    let channel = GrpcTransport::new().dial(listener.address()).await.unwrap();
     let response = channel
         .call_once(Request::new("other.Greeter.Hello", "?"))
         .await
         .unwrap();
-    assert_eq!(
-        response.body.into_bytes().unwrap(),
-        "other.Greeter.Hello:?"
-    );
+    assert_eq!(response.body.into_bytes().unwrap(), "other.Greeter.Hello:?");
     let err = channel
         .call_once(Request::new("Greeter.Bye", "?"))
         .await

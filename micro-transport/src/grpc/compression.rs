@@ -14,8 +14,7 @@ use crate::{Error, Result, call::body_too_large};
 /// The header naming the encoding of a side's compressed messages.
 pub(super) const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 /// The header listing the encodings a side can read.
-pub(super) const GRPC_ACCEPT_ENCODING: HeaderName =
-    HeaderName::from_static("grpc-accept-encoding");
+pub(super) const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 /// What micro reads, as [`GRPC_ACCEPT_ENCODING`] says it.
 pub(super) const ACCEPTED: HeaderValue = HeaderValue::from_static("gzip,identity");
 
@@ -217,7 +216,10 @@ mod tests {
             Compression::Identity
         );
         headers.insert(GRPC_ENCODING, HeaderValue::from_static("gzip"));
-        assert_eq!(Compression::of_headers(&headers).unwrap(), Compression::Gzip);
+        assert_eq!(
+            Compression::of_headers(&headers).unwrap(),
+            Compression::Gzip
+        );
         headers.insert(GRPC_ENCODING, HeaderValue::from_static("br"));
         let err = Compression::of_headers(&headers).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unimplemented);

@@ -128,13 +128,7 @@ impl OutBody {
         compression: Compression,
         abandoned: CancellationToken,
     ) -> OutBody {
-        let mut body = OutBody::new(
-            body,
-            None,
-            Some(error_slot),
-            max_message_size,
-            compression,
-        );
+        let mut body = OutBody::new(body, None, Some(error_slot), max_message_size, compression);
         if matches!(body.state, State::Stream(_)) {
             body.abandoned = Some(Box::pin(abandoned.cancelled_owned()));
         }
@@ -785,7 +779,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_inflating_past_the_limit_is_resource_exhausted() {
-        let bomb = Compression::Gzip.compress(&vec![0u8; 8 << 20]).unwrap().unwrap();
+        let bomb = Compression::Gzip
+            .compress(&vec![0u8; 8 << 20])
+            .unwrap()
+            .unwrap();
         let mut raw = vec![COMPRESSED];
         raw.extend_from_slice(&(bomb.len() as u32).to_be_bytes());
         raw.extend_from_slice(&bomb);

@@ -7,9 +7,10 @@
 //!
 //! | | |
 //! |---|---|
-//! | path | endpoint `Service.Method` is `/{package}.Service/Method`, the package from [`GrpcConfig::package`] (none by default: `/Service/Method`). A server accepts any package: the endpoint is the last dot-separated part of the gRPC service name, a dot, and the method |
+//! | path | endpoint `Service.Method` is `/{package}.Service/Method`, the package from [`GrpcConfig::package`] (none by default: `/Service/Method`); an endpoint named in full (`pkg.v1.Greeter.Hello`) is `/pkg.v1.Greeter/Hello`. A server whose handler declares its endpoints ([`Handler::with_endpoints`], as micro's `Server` does) routes `/pkg.v1.Greeter/Hello` to the first it serves of `pkg.v1.Greeter.Hello`, the same without the server's own package, and `Greeter.Hello` (any package reaches a short name; two full names in different packages never collide); a method it does not serve is `UNIMPLEMENTED`. A handler that declares nothing gets the short name |
 //! | content type | `application/grpc+json` is micro's `application/json`; `application/grpc+proto` and plain `application/grpc` are `application/protobuf`; any other `application/{subtype}` is `application/grpc+{subtype}` (`application/grpc+msgpack`, `application/grpc+octet-stream`). The bytes pass through unchanged: the codec is micro's, chosen by content type |
-//! | messages | standard gRPC length-prefixed messages (one byte of flags, four of big-endian length, the payload), uncompressed; a compressed one is `Unimplemented` |
+//! | messages | standard gRPC length-prefixed messages (one byte of flags, four of big-endian length, the payload); flag 1 is compressed with the body's `grpc-encoding`, any other reserved bit is `INTERNAL` |
+//! | compression | `gzip` and `identity` are read both ways and advertised in `grpc-accept-encoding` on every request and response; another `grpc-encoding` is `UNIMPLEMENTED` (with `grpc-accept-encoding`). A server answers a gzip request with gzip, and with [`GrpcConfig::compression`] `gzip` compresses every answer to a caller that accepts it; a client with it compresses every request. A compressed message must fit [`GrpcConfig::max_message_size`] both as sent and as inflated: inflation stops at the limit (`RESOURCE_EXHAUSTED`), so a gzip bomb costs no more memory than the limit |
 //! | `grpc-timeout` | the caller's remaining time, both ways the call's deadline; past it the call ends with `DEADLINE_EXCEEDED` and the handler is cancelled |
 //! | metadata | custom headers both ways (names lower-case), as gRPC metadata |
 //! | status | `grpc-status` and the percent-encoded `grpc-message` in the trailers, or alone in the headers (trailers-only) for a call that fails before its first message; every [`ErrorKind`](crate::ErrorKind) maps one for one onto a gRPC code and back ([`ErrorKind::grpc_code`](crate::ErrorKind::grpc_code)) |
@@ -29,12 +30,18 @@
 //! [`GrpcTransportBuilder::add_service`] mounts any tonic-generated service
 //! (`GreeterServer::new(my_greeter)`): a request whose gRPC service name it
 //! serves goes to it, everything else to micro's handler. Every server also
-//! answers `grpc.health.v1.Health` (the overall status `""` is `SERVING`
-//! while it listens and `NOT_SERVING` once it shuts down; see
-//! [`GrpcTransport::health_reporter`]) and server reflection (v1 and
-//! v1alpha, listing the services of the descriptor sets given to
-//! [`GrpcTransportBuilder::file_descriptor_set`]), unless turned off in the
-//! [`GrpcConfig`].
+//! answers `grpc.health.v1.Health`, unless turned off in the [`GrpcConfig`]:
+//! the overall status `""`, the micro service's name, every gRPC service its
+//! handler declares (bare, `Greeter`, and in the package, `shop.Greeter`) and
+//! every mounted service are `SERVING` while it listens and `NOT_SERVING`
+//! from the moment its shutdown begins (before the drain); an unknown name is
+//! `NOT_FOUND`; see [`GrpcTransport::health_reporter`]. And server reflection
+//! (v1 and v1alpha) describes the descriptor sets given to
+//! [`GrpcTransportBuilder::file_descriptor_set`],
+//! [`GrpcTransportBuilder::descriptor_set_file`] or [`DESCRIPTOR_SET_ENV`],
+//! so `grpcurl list` and `describe` show the service's own methods; a lookup
+//! that fails (an unknown symbol) answers with the protocol's
+//! `ErrorResponse` and the stream stays open.
 //!
 //! ```
 //! use micro_transport::{Handler, Request, Response, Transport, grpc::GrpcTransport};

@@ -1,6 +1,7 @@
 use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use ::http::{HeaderMap, HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
+use futures::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -12,7 +13,6 @@ use tokio::{
     task::JoinSet,
     time::Instant,
 };
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
