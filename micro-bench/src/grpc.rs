@@ -20,14 +20,10 @@ use std::{
 
 use futures::StreamExt;
 use micro::{
-    Client, Context, Result,
-    registry::memory::MemoryRegistry,
-    streaming::Streaming,
-    transport::grpc::{
-        GrpcTransport,
-        echo::{self, EchoReply, EchoRequest, TonicEcho, echo_client::EchoClient},
-    },
+    Client, Context, Result, registry::memory::MemoryRegistry, streaming::Streaming,
+    transport::grpc::GrpcTransport,
 };
+use micro_interop::echo::{self, EchoReply, EchoRequest, TonicEcho, echo_client::EchoClient};
 use tokio::sync::oneshot;
 
 use crate::{

@@ -18,16 +18,17 @@ use tokio_util::{
     task::task_tracker::TaskTrackerToken,
 };
 
-use crate::{BodyStream, Error, Handler, Request, Response, Result};
+use crate::{BodyStream, Error, Result};
 
 /// Runs `handler` on `request`, racing it against the request's deadline and,
 /// for backends that cancel calls with a token, the server's shutdown. The
 /// handler's future is dropped (cancelled) when either wins.
+#[cfg(any(test, feature = "memory"))]
 pub(crate) async fn serve_call(
-    handler: &Handler,
-    request: Request,
+    handler: &crate::Handler,
+    request: crate::Request,
     shutdown: Option<&CancellationToken>,
-) -> Result<Response> {
+) -> Result<crate::Response> {
     let deadline = request.deadline;
     guard_call(
         deadline,
@@ -43,6 +44,7 @@ pub(crate) async fn serve_call(
 pub(crate) enum DeadlineTimer {
     /// A tokio timer: follows tokio's clock, which tests may pause; for
     /// in-process calls.
+    #[cfg(any(test, feature = "memory"))]
     Tokio,
     /// The process-wide deadline thread (see the `deadline` module): no
     /// tokio timer per call; for calls that came over the network.
@@ -86,6 +88,7 @@ pub(crate) async fn guard_call<T, E: From<Error>>(
         return guarded.await;
     };
     let outcome = match timer {
+        #[cfg(any(test, feature = "memory"))]
         DeadlineTimer::Tokio => tokio::time::timeout_at(deadline, guarded).await.ok(),
         #[cfg(any(feature = "http", feature = "grpc"))]
         DeadlineTimer::Shared => crate::deadline::within(deadline, guarded).await,
@@ -279,7 +282,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ErrorKind;
+    use crate::{ErrorKind, Handler, Request, Response};
 
     fn request() -> Request {
         Request::new("Test.Call", "x")

@@ -123,7 +123,7 @@ pub use body::{Body, BodyStream};
 pub use hop::is_per_hop;
 pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
 pub use request::{Request, Response};
-pub use service::{Channel, Handler};
+pub use service::{Channel, EndpointSet, Handler};
 pub use transport::{Capabilities, DynTransport, Listener, Transport};
 
 /// The default largest body (or streamed message) a transport accepts: 4 MiB.

@@ -167,6 +167,29 @@ pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
 pub use micro_registry as registry;
 pub use micro_sync as sync;
 pub use micro_transport as transport;
+/// The `prost` micro is built with, so protobuf types of one's own match
+/// [`ServiceBuilder::handle_proto`] and [`Client::call_proto`] without
+/// depending on the same version of prost by hand:
+///
+/// ```
+/// use micro::prost::Message;
+///
+/// #[derive(Clone, PartialEq, micro::prost::Message)]
+/// #[prost(prost_path = "micro::prost")]
+/// struct HelloRequest {
+///     #[prost(string, tag = "1")]
+///     name: String,
+/// }
+///
+/// let request = HelloRequest { name: "Ada".into() };
+/// let decoded = HelloRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+/// assert_eq!(decoded, request);
+/// # let _ = micro::Server::new().handle_proto("Greeter.Hello", |_ctx, request: HelloRequest| async move { Ok(request) });
+/// ```
+///
+/// `#[prost(prost_path = "micro::prost")]` tells the derive where prost is
+/// when the crate does not depend on `prost` itself.
+pub use prost;
 pub use selector::Selector;
 pub use server::{KeyedOrder, Server};
 pub use service::{RunningService, Service, ServiceBuilder};

@@ -11,11 +11,9 @@ use micro::{
     env::EnvConfig,
     grpc::GrpcChannel,
     registry::{Node, RegisterOptions, Registry, memory::MemoryRegistry},
-    transport::grpc::{
-        GrpcTransport,
-        echo::{self, EchoReply, EchoRequest, echo_client::EchoClient},
-    },
+    transport::grpc::GrpcTransport,
 };
+use micro_interop::echo::{self, EchoReply, EchoRequest, echo_client::EchoClient};
 use serde::{Deserialize, Serialize};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -303,4 +301,176 @@ async fn micro_transport_grpc_selects_the_grpc_transport() {
         EnvConfig::from_lookup(|name| (name == "MICRO_TRANSPORT").then(|| "grpc".to_owned()))
             .unwrap();
     assert_eq!(config.transport().unwrap().scheme(), "grpc");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_answers_per_service_and_turns_not_serving_when_the_service_stops() {
+    let registry = MemoryRegistry::new();
+    let transport = GrpcTransport::builder()
+        .package("micro.echo")
+        .build()
+        .unwrap();
+    let running = start(&registry, &transport).await;
+    let mut health = HealthClient::new(channel(&registry, &transport));
+    // The overall status, the micro service, and each gRPC service it
+    // serves, bare and in the transport's package.
+    for service in [
+        "",
+        "echo",
+        "Echo",
+        "micro.echo.Echo",
+        "Greeter",
+        "micro.echo.Greeter",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let status = health
+        .check(HealthCheckRequest {
+            service: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status}");
+
+    // Watches opened while serving see NOT_SERVING once the stop begins.
+    let mut watches = Vec::new();
+    for service in ["", "echo", "micro.echo.Echo"] {
+        let mut updates = health
+            .watch(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = tokio::time::timeout(STEP, updates.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.status, ServingStatus::Serving as i32, "{service:?}");
+        watches.push((service, updates));
+    }
+    let watched = async {
+        for (service, updates) in &mut watches {
+            let next = tokio::time::timeout(STEP, updates.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(next.status, ServingStatus::NotServing as i32, "{service:?}");
+        }
+    };
+    let (stopped, ()) = tokio::join!(running.stop(), watched);
+    stopped.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_methods_are_unimplemented_and_packages_route_apart() {
+    let registry = MemoryRegistry::new();
+    let transport = GrpcTransport::new();
+    let running = Service::builder("greeters")
+        .registry(registry.clone())
+        .transport(transport.clone())
+        .handle("pkg.v1.Greeter.Hello", |_ctx, hello: Hello| async move {
+            Ok(format!("v1 hello, {}", hello.name))
+        })
+        .handle("other.Greeter.Hello", |_ctx, hello: Hello| async move {
+            Ok(format!("other hello, {}", hello.name))
+        })
+        .handle("Greeter.Bye", |_ctx, hello: Hello| async move {
+            Ok(format!("bye, {}", hello.name))
+        })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let client = running.client();
+    let hello = Hello { name: "Ada".into() };
+    for (endpoint, expected) in [
+        ("pkg.v1.Greeter.Hello", "v1 hello, Ada"),
+        ("other.Greeter.Hello", "other hello, Ada"),
+        ("Greeter.Bye", "bye, Ada"),
+        ("any.pkg.Greeter.Bye", "bye, Ada"),
+    ] {
+        let reply: String = client.call("greeters", endpoint, &hello).await.unwrap();
+        assert_eq!(reply, expected, "{endpoint}");
+    }
+    for endpoint in ["Greeter.Hello", "third.Greeter.Hello", "Nobody.Hello"] {
+        let err = client
+            .call::<_, String>("greeters", endpoint, &hello)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unimplemented, "{endpoint}: {err}");
+    }
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_describes_the_services_own_methods_and_survives_unknown_symbols() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("echo.bin");
+    std::fs::write(&set, echo::FILE_DESCRIPTOR_SET).unwrap();
+    let registry = MemoryRegistry::new();
+    let transport = GrpcTransport::builder()
+        .package("micro.echo")
+        .descriptor_set_file(&set)
+        .build()
+        .unwrap();
+    let running = start(&registry, &transport).await;
+    let mut reflection = ServerReflectionClient::new(channel(&registry, &transport));
+    let request = |message: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(message),
+    };
+    // One stream: a list, a known symbol, an unknown one, a known one again.
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    let mut responses = reflection
+        .server_reflection_info(receiver)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async |message: MessageRequest| {
+        sender.unbounded_send(request(message)).unwrap();
+        tokio::time::timeout(STEP, responses.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the stream stays open")
+            .message_response
+            .unwrap()
+    };
+    let MessageResponse::ListServicesResponse(list) =
+        next(MessageRequest::ListServices(String::new())).await
+    else {
+        panic!("expected a list of services");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"micro.echo.Echo".to_owned()), "{names:?}");
+    for symbol in [
+        "micro.echo.Echo",
+        "micro.echo.Nope",
+        "micro.echo.EchoRequest",
+    ] {
+        let response = next(MessageRequest::FileContainingSymbol(symbol.into())).await;
+        match (symbol, response) {
+            ("micro.echo.Nope", MessageResponse::ErrorResponse(error)) => {
+                assert_eq!(error.error_code, tonic::Code::NotFound as i32);
+            }
+            (_, MessageResponse::FileDescriptorResponse(files)) => {
+                assert_eq!(files.file_descriptor_proto.len(), 1, "{symbol}");
+            }
+            (symbol, other) => panic!("{symbol}: unexpected {other:?}"),
+        }
+    }
+    drop(sender);
+    running.stop().await.unwrap();
 }

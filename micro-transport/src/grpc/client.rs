@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
+    Compression,
+    compression::{ACCEPTED, GRPC_ACCEPT_ENCODING},
     frame::{Decoder, ErrorSlot, OutBody, check_trailers, response_stream},
     wire::{self, BODY, SERVICE, STREAM},
 };
@@ -40,6 +42,8 @@ struct ChannelInner {
     authority: Authority,
     package: String,
     max_message_size: usize,
+    /// How requests are compressed.
+    compression: Compression,
 }
 
 impl GrpcChannel {
@@ -48,6 +52,7 @@ impl GrpcChannel {
         authority: Authority,
         package: String,
         max_message_size: usize,
+        compression: Compression,
     ) -> GrpcChannel {
         GrpcChannel {
             inner: Arc::new(ChannelInner {
@@ -55,6 +60,7 @@ impl GrpcChannel {
                 authority,
                 package,
                 max_message_size,
+                compression,
             }),
         }
     }
@@ -124,7 +130,11 @@ impl ChannelInner {
                 body: Body::stream(futures::stream::empty()),
             });
         }
-        let mut decoder = Decoder::new(body, self.max_message_size, "response");
+        // An encoding micro cannot read is the server's fault, not the caller's.
+        let encoding = Compression::of_headers(&parts.headers)
+            .map_err(|err| Error::internal(err.message().to_owned()))?;
+        let mut decoder =
+            Decoder::new(body, self.max_message_size, "response").with_compression(encoding);
         if wire::is_stream(&parts.headers) {
             return Ok(Response {
                 content_type,
@@ -236,6 +246,7 @@ impl ChannelInner {
             body,
             slot.clone(),
             self.max_message_size,
+            self.compression,
             done.token().clone(),
         );
         let mut http_request = ::http::Request::post(uri)
@@ -248,6 +259,8 @@ impl ChannelInner {
         wire::metadata_into_headers(&request.metadata, headers)?;
         wire::insert_content_type(headers, &request.content_type)?;
         headers.insert(TE, HeaderValue::from_static("trailers"));
+        self.compression.insert_into(headers);
+        headers.insert(GRPC_ACCEPT_ENCODING, ACCEPTED);
         if streamed {
             headers.insert(BODY, HeaderValue::from_static(STREAM));
         }

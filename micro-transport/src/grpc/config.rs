@@ -1,13 +1,21 @@
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use super::Compression;
 use crate::{DEFAULT_MAX_BODY_SIZE, Error, Result};
 
 /// The variable giving [`GrpcConfig::package`] to [`GrpcConfig::from_env`].
 pub const PACKAGE_ENV: &str = "MICRO_GRPC_PACKAGE";
 /// The variable giving [`GrpcConfig::max_message_size`] (bytes) to [`GrpcConfig::from_env`].
 pub const MAX_MESSAGE_SIZE_ENV: &str = "MICRO_GRPC_MAX_MESSAGE_SIZE";
+/// The variable giving [`GrpcConfig::compression`] (`gzip` or `identity`) to
+/// [`GrpcConfig::from_env`].
+pub const COMPRESSION_ENV: &str = "MICRO_GRPC_COMPRESSION";
+/// The variable giving [`GrpcConfig::descriptor_set_files`] to
+/// [`GrpcConfig::from_env`]: paths of encoded `FileDescriptorSet`s, separated
+/// by commas.
+pub const DESCRIPTOR_SET_ENV: &str = "MICRO_GRPC_DESCRIPTOR_SET";
 
 /// Settings of a [`GrpcTransport`](super::GrpcTransport).
 ///
@@ -46,6 +54,18 @@ pub struct GrpcConfig {
     /// Whether servers answer gRPC server reflection (v1 and v1alpha), so
     /// grpcurl and similar tools can list services. Default: true.
     pub reflection: bool,
+    /// How messages this transport sends are compressed: a client's requests,
+    /// and a server's answers to callers that accept it. Whatever this says,
+    /// gzip and identity are read, and a gzip request is answered with gzip.
+    /// Default: identity (not compressed).
+    pub compression: Compression,
+    /// Files holding encoded `FileDescriptorSet`s (`protoc
+    /// --descriptor_set_out=set.bin --include_imports`, or tonic-prost-build's
+    /// `file_descriptor_set_path`) that server reflection describes, so tools
+    /// such as grpcurl can list and describe the service's own methods. A file
+    /// that cannot be read or parsed fails the build of the transport.
+    /// Default: none.
+    pub descriptor_set_files: Vec<PathBuf>,
 }
 
 impl Default for GrpcConfig {
@@ -56,13 +76,17 @@ impl Default for GrpcConfig {
             connect_timeout: Duration::from_secs(5),
             health: true,
             reflection: true,
+            compression: Compression::Identity,
+            descriptor_set_files: Vec::new(),
         }
     }
 }
 
 impl GrpcConfig {
-    /// The defaults, overridden by [`PACKAGE_ENV`] and [`MAX_MESSAGE_SIZE_ENV`]
-    /// where set. A size that is not a whole number is `InvalidArgument`.
+    /// The defaults, overridden by [`PACKAGE_ENV`], [`MAX_MESSAGE_SIZE_ENV`],
+    /// [`COMPRESSION_ENV`] and [`DESCRIPTOR_SET_ENV`] where set. A size that
+    /// is not a whole number, or a compression other than `gzip` or
+    /// `identity`, is `InvalidArgument` naming the variable.
     pub fn from_env() -> Result<GrpcConfig> {
         GrpcConfig::from_lookup(|name| std::env::var(name).ok())
     }
@@ -80,6 +104,20 @@ impl GrpcConfig {
                 ))
                 .with_source(err)
             })?;
+        }
+        if let Some(name) = lookup(COMPRESSION_ENV).filter(|name| !name.trim().is_empty()) {
+            config.compression = name
+                .trim()
+                .parse()
+                .map_err(|err: Error| err.context(COMPRESSION_ENV))?;
+        }
+        if let Some(paths) = lookup(DESCRIPTOR_SET_ENV) {
+            config.descriptor_set_files = paths
+                .split(',')
+                .map(str::trim)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from)
+                .collect();
         }
         Ok(config)
     }
@@ -127,10 +165,25 @@ mod tests {
 
     #[test]
     fn reads_the_environment() {
-        let vars = HashMap::from([(PACKAGE_ENV, " shop "), (MAX_MESSAGE_SIZE_ENV, "1024")]);
+        let vars = HashMap::from([
+            (PACKAGE_ENV, " shop "),
+            (MAX_MESSAGE_SIZE_ENV, "1024"),
+            (COMPRESSION_ENV, "gzip"),
+            (DESCRIPTOR_SET_ENV, "a/set.bin, b.bin"),
+        ]);
         let config = GrpcConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(config.package, "shop");
         assert_eq!(config.max_message_size, 1024);
+        assert_eq!(config.compression, Compression::Gzip);
+        assert_eq!(
+            config.descriptor_set_files,
+            [PathBuf::from("a/set.bin"), PathBuf::from("b.bin")]
+        );
+        let vars = HashMap::from([(COMPRESSION_ENV, "br")]);
+        let err =
+            GrpcConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.to_string().contains(COMPRESSION_ENV), "{err}");
         let vars = HashMap::from([(MAX_MESSAGE_SIZE_ENV, "4MB")]);
         let err =
             GrpcConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap_err();

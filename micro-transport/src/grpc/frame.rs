@@ -1,5 +1,6 @@
 //! gRPC message framing: each message is one byte of flags (0: not
-//! compressed), four bytes of big-endian length and the payload; a response
+//! compressed, 1: compressed with the body's `grpc-encoding`; every other bit
+//! is reserved), four bytes of big-endian length and the payload; a response
 //! ends with status trailers. HTTP/2 flow control carries the back-pressure:
 //! a message is framed only when the connection asks for more body, and read
 //! only when the receiver pulls the next one.
@@ -18,7 +19,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::wire;
+use super::{Compression, wire};
 use crate::{BodyStream, BoxError, Error, Result, call::body_too_large};
 
 const HEADER_LEN: usize = 5;
@@ -32,17 +33,30 @@ const COPY_LIMIT: usize = 16 * 1024;
 /// messages. A message that is not ready yet is never waited for.
 const BATCH_LIMIT: usize = 32 * 1024;
 
+/// The flag byte of a compressed message.
+const COMPRESSED: u8 = 1;
+
 /// The frame header of a message of `len` bytes.
-fn header(len: usize) -> Result<[u8; HEADER_LEN]> {
+fn header(flags: u8, len: usize) -> Result<[u8; HEADER_LEN]> {
     let len =
         u32::try_from(len).map_err(|_| body_too_large("gRPC message", len, u32::MAX as usize))?;
     let len = len.to_be_bytes();
-    Ok([0, len[0], len[1], len[2], len[3]])
+    Ok([flags, len[0], len[1], len[2], len[3]])
+}
+
+/// A message as it goes on the wire: its flag byte and payload, compressed
+/// when the body is.
+fn encode(message: Bytes, compression: Compression) -> Result<(u8, Bytes)> {
+    Ok(match compression.compress(&message)? {
+        Some(compressed) => (COMPRESSED, compressed),
+        None => (0, message),
+    })
 }
 
 /// Frames one message as one or two chunks.
-fn frame(message: Bytes) -> Result<(Bytes, Option<Bytes>)> {
-    let header = header(message.len())?;
+fn frame(message: Bytes, compression: Compression) -> Result<(Bytes, Option<Bytes>)> {
+    let (flags, message) = encode(message, compression)?;
+    let header = header(flags, message.len())?;
     if message.len() <= COPY_LIMIT {
         let mut buffer = BytesMut::with_capacity(HEADER_LEN + message.len());
         buffer.extend_from_slice(&header);
@@ -74,6 +88,8 @@ pub(super) struct OutBody {
     error_slot: Option<ErrorSlot>,
     /// The largest message sent; a larger one fails the stream.
     max_message_size: usize,
+    /// How messages are compressed.
+    compression: Compression,
     /// Client side: resolves once the caller is done with the call (its
     /// response dropped or finished), which stops a request stream the
     /// server no longer reads.
@@ -89,8 +105,18 @@ enum State {
 impl OutBody {
     /// A server's response: the messages, then `grpc-status: 0`, or the
     /// status of the stream's first error.
-    pub(super) fn response(body: crate::Body, max_message_size: usize) -> OutBody {
-        OutBody::new(body, Some(wire::ok_trailers()), None, max_message_size)
+    pub(super) fn response(
+        body: crate::Body,
+        max_message_size: usize,
+        compression: Compression,
+    ) -> OutBody {
+        OutBody::new(
+            body,
+            Some(wire::ok_trailers()),
+            None,
+            max_message_size,
+            compression,
+        )
     }
 
     /// A client's request: the messages and nothing more. A stream's error
@@ -99,9 +125,10 @@ impl OutBody {
         body: crate::Body,
         error_slot: ErrorSlot,
         max_message_size: usize,
+        compression: Compression,
         abandoned: CancellationToken,
     ) -> OutBody {
-        let mut body = OutBody::new(body, None, Some(error_slot), max_message_size);
+        let mut body = OutBody::new(body, None, Some(error_slot), max_message_size, compression);
         if matches!(body.state, State::Stream(_)) {
             body.abandoned = Some(Box::pin(abandoned.cancelled_owned()));
         }
@@ -113,6 +140,7 @@ impl OutBody {
         trailers: Option<HeaderMap>,
         error_slot: Option<ErrorSlot>,
         max_message_size: usize,
+        compression: Compression,
     ) -> OutBody {
         let state = match body {
             crate::Body::Full(bytes) => State::Unary(Some(bytes)),
@@ -126,6 +154,7 @@ impl OutBody {
             trailers,
             error_slot,
             max_message_size,
+            compression,
             abandoned: None,
         }
     }
@@ -161,7 +190,7 @@ impl OutBody {
                 self.max_message_size,
             ));
         }
-        match frame(message) {
+        match frame(message, self.compression) {
             Ok((first, rest)) => {
                 self.pending = rest;
                 Poll::Ready(Some(Ok(Frame::data(first))))
@@ -190,12 +219,22 @@ impl OutBody {
                 Poll::Ready(Some(Ok(message)))
                     if message.len() <= COPY_LIMIT && message.len() <= self.max_message_size =>
                 {
+                    let (flags, message) = match encode(message, self.compression) {
+                        Ok(encoded) => encoded,
+                        Err(err) if batched > 0 => {
+                            self.held = Some(Err(err));
+                            break;
+                        }
+                        Err(err) => return self.fail(err),
+                    };
                     let framed = HEADER_LEN + message.len();
                     if self.buffer.capacity() - self.buffer.len() < framed {
                         self.buffer.reserve(framed.max(BATCH_LIMIT));
                     }
-                    // A message within COPY_LIMIT always has a header.
-                    let header = header(message.len()).expect("a small message's length fits");
+                    // gzip grows a small message by a few dozen bytes at most:
+                    // its length always fits a header.
+                    let header =
+                        header(flags, message.len()).expect("a small message's length fits");
                     self.buffer.extend_from_slice(&header);
                     self.buffer.extend_from_slice(&message);
                     batched += framed;
@@ -281,7 +320,9 @@ impl HttpBody for OutBody {
 
     fn size_hint(&self) -> SizeHint {
         match (&self.state, &self.pending) {
-            (State::Unary(Some(message)), None) if self.trailers.is_none() => {
+            (State::Unary(Some(message)), None)
+                if self.trailers.is_none() && self.compression == Compression::Identity =>
+            {
                 SizeHint::with_exact((HEADER_LEN + message.len()) as u64)
             }
             _ => SizeHint::default(),
@@ -297,6 +338,8 @@ pub(super) struct Decoder<B> {
     /// A message spanning chunks, being assembled.
     partial: BytesMut,
     max_message_size: usize,
+    /// The body's `grpc-encoding`, for messages flagged compressed.
+    compression: Compression,
     what: &'static str,
     trailers: Option<HeaderMap>,
     ended: bool,
@@ -313,10 +356,18 @@ where
             pending: Bytes::new(),
             partial: BytesMut::new(),
             max_message_size,
+            compression: Compression::Identity,
             what,
             trailers: None,
             ended: false,
         }
+    }
+
+    /// Reads messages flagged compressed as `compression` (the body's
+    /// `grpc-encoding`).
+    pub(super) fn with_compression(mut self, compression: Compression) -> Decoder<B> {
+        self.compression = compression;
+        self
     }
 
     /// The trailers, once the body has ended.
@@ -388,10 +439,11 @@ where
         }
         let flags = buffered[0];
         let len = u32::from_be_bytes([buffered[1], buffered[2], buffered[3], buffered[4]]) as usize;
-        if flags & 1 == 1 {
-            return Err(Error::unimplemented(
-                "compressed gRPC messages are not supported; send them uncompressed",
-            ));
+        if flags & !COMPRESSED != 0 {
+            return Err(Error::internal(format!(
+                "a gRPC {} message has reserved flag bits set ({flags:#04x})",
+                self.what
+            )));
         }
         if len > self.max_message_size {
             return Err(body_too_large(
@@ -406,15 +458,22 @@ where
             self.partial.reserve(HEADER_LEN + len - self.partial.len());
             return Ok(None);
         }
-        if self.partial.is_empty() {
+        let message = if self.partial.is_empty() {
             let message = self.pending.slice(HEADER_LEN..HEADER_LEN + len);
             self.pending.advance(HEADER_LEN + len);
-            Ok(Some(message))
+            message
         } else {
             self.partial.advance(HEADER_LEN);
-            let message = self.partial.split_to(len).freeze();
-            Ok(Some(message))
+            self.partial.split_to(len).freeze()
+        };
+        if flags == COMPRESSED {
+            // The limit holds for what the message inflates to, too.
+            return self
+                .compression
+                .decompress(message, self.max_message_size, self.what)
+                .map(Some);
         }
+        Ok(Some(message))
     }
 
     /// The rest of the messages as a stream; the first error ends it.
@@ -498,6 +557,7 @@ mod tests {
         OutBody::response(
             crate::Body::stream(futures::stream::iter(messages)),
             1 << 20,
+            Compression::Identity,
         )
     }
 
@@ -572,6 +632,7 @@ mod tests {
                 Ok(Bytes::from(vec![0u8; 64])),
             ])),
             16,
+            Compression::Identity,
         );
         let frames = frames(body).await;
         let (received, trailers) = decode(frames).await;
@@ -586,7 +647,11 @@ mod tests {
         sender
             .unbounded_send(Ok(Bytes::from_static(b"now")))
             .expect("open");
-        let mut body = OutBody::response(crate::Body::stream(receiver), 1 << 20);
+        let mut body = OutBody::response(
+            crate::Body::stream(receiver),
+            1 << 20,
+            Compression::Identity,
+        );
         let first = body.frame().await.expect("a frame").expect("data");
         // The first message went out alone although the stream is still open.
         assert_eq!(first.into_data().expect("data").len(), HEADER_LEN + 3);
@@ -600,6 +665,7 @@ mod tests {
             crate::Body::Full(message),
             ErrorSlot::default(),
             1 << 20,
+            Compression::Identity,
             CancellationToken::new(),
         )
     }
@@ -629,7 +695,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_unary_response_ends_only_after_its_trailers() {
-        let mut body = OutBody::response(crate::Body::Full(Bytes::from_static(b"ok")), 1 << 20);
+        let mut body = OutBody::response(
+            crate::Body::Full(Bytes::from_static(b"ok")),
+            1 << 20,
+            Compression::Identity,
+        );
         body.frame().await.expect("a frame").expect("data");
         assert!(
             !body.is_end_stream(),
@@ -638,5 +708,85 @@ mod tests {
         let trailers = body.frame().await.expect("a frame").expect("trailers");
         check_trailers(trailers.trailers_ref()).expect("grpc-status 0");
         assert!(body.is_end_stream());
+    }
+
+    /// Decodes raw framed bytes with `compression` as the body's encoding.
+    async fn decode_raw(raw: Vec<u8>, compression: Compression) -> Result<Vec<Bytes>> {
+        let body = StreamBody::new(futures::stream::iter([Ok::<_, std::convert::Infallible>(
+            Frame::data(Bytes::from(raw)),
+        )]));
+        let mut decoder = Decoder::new(body, 1 << 20, "request").with_compression(compression);
+        let mut messages = Vec::new();
+        while let Some(message) = decoder.next_message().await? {
+            messages.push(message);
+        }
+        Ok(messages)
+    }
+
+    #[tokio::test]
+    async fn gzip_bodies_flag_every_message_compressed_and_read_back() {
+        let sent: Vec<Bytes> = vec![
+            Bytes::from(vec![b'a'; 100]),
+            Bytes::from(vec![b'b'; COPY_LIMIT + 10]),
+            Bytes::from_static(b""),
+        ];
+        let body = OutBody::response(
+            crate::Body::stream(futures::stream::iter(sent.clone().into_iter().map(Ok))),
+            1 << 20,
+            Compression::Gzip,
+        );
+        let mut raw = Vec::new();
+        for frame in frames(body).await {
+            if let Ok(data) = frame.into_data() {
+                raw.extend_from_slice(&data);
+            }
+        }
+        // Walk the frames: every flag byte says compressed, every payload is gzip.
+        let mut at = 0;
+        let mut count = 0;
+        while at < raw.len() {
+            assert_eq!(raw[at], COMPRESSED, "flag byte of message {count}");
+            let len = u32::from_be_bytes(raw[at + 1..at + 5].try_into().unwrap()) as usize;
+            assert_eq!(&raw[at + 5..at + 7], [0x1f, 0x8b]);
+            at += HEADER_LEN + len;
+            count += 1;
+        }
+        assert_eq!(count, sent.len());
+        assert_eq!(decode_raw(raw, Compression::Gzip).await.unwrap(), sent);
+    }
+
+    #[tokio::test]
+    async fn reserved_flag_bits_and_an_unnamed_encoding_are_internal() {
+        for flags in [2u8, 3, 0x80] {
+            let err = decode_raw(vec![flags, 0, 0, 0, 1, b'x'], Compression::Gzip)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Internal, "{flags:#x}");
+        }
+        let gzipped = Compression::Gzip.compress(b"hi").unwrap().unwrap();
+        let mut raw = vec![COMPRESSED];
+        raw.extend_from_slice(&(gzipped.len() as u32).to_be_bytes());
+        raw.extend_from_slice(&gzipped);
+        let err = decode_raw(raw.clone(), Compression::Identity)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert_eq!(
+            decode_raw(raw, Compression::Gzip).await.unwrap(),
+            [&b"hi"[..]]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_inflating_past_the_limit_is_resource_exhausted() {
+        let bomb = Compression::Gzip
+            .compress(&vec![0u8; 8 << 20])
+            .unwrap()
+            .unwrap();
+        let mut raw = vec![COMPRESSED];
+        raw.extend_from_slice(&(bomb.len() as u32).to_be_bytes());
+        raw.extend_from_slice(&bomb);
+        let err = decode_raw(raw, Compression::Gzip).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
     }
 }

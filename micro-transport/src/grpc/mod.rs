@@ -7,9 +7,10 @@
 //!
 //! | | |
 //! |---|---|
-//! | path | endpoint `Service.Method` is `/{package}.Service/Method`, the package from [`GrpcConfig::package`] (none by default: `/Service/Method`). A server accepts any package: the endpoint is the last dot-separated part of the gRPC service name, a dot, and the method |
+//! | path | endpoint `Service.Method` is `/{package}.Service/Method`, the package from [`GrpcConfig::package`] (none by default: `/Service/Method`); an endpoint named in full (`pkg.v1.Greeter.Hello`) is `/pkg.v1.Greeter/Hello`. A server whose handler declares its endpoints ([`Handler::with_endpoints`], as micro's `Server` does) routes `/pkg.v1.Greeter/Hello` to the first it serves of `pkg.v1.Greeter.Hello`, the same without the server's own package, and `Greeter.Hello` (any package reaches a short name; two full names in different packages never collide); a method it does not serve is `UNIMPLEMENTED`. A handler that declares nothing gets the short name |
 //! | content type | `application/grpc+json` is micro's `application/json`; `application/grpc+proto` and plain `application/grpc` are `application/protobuf`; any other `application/{subtype}` is `application/grpc+{subtype}` (`application/grpc+msgpack`, `application/grpc+octet-stream`). The bytes pass through unchanged: the codec is micro's, chosen by content type |
-//! | messages | standard gRPC length-prefixed messages (one byte of flags, four of big-endian length, the payload), uncompressed; a compressed one is `Unimplemented` |
+//! | messages | standard gRPC length-prefixed messages (one byte of flags, four of big-endian length, the payload); flag 1 is compressed with the body's `grpc-encoding`, any other reserved bit is `INTERNAL` |
+//! | compression | `gzip` and `identity` are read both ways and advertised in `grpc-accept-encoding` on every request and response; another `grpc-encoding` is `UNIMPLEMENTED` (with `grpc-accept-encoding`). A server answers a gzip request with gzip, and with [`GrpcConfig::compression`] `gzip` compresses every answer to a caller that accepts it; a client with it compresses every request. A compressed message must fit [`GrpcConfig::max_message_size`] both as sent and as inflated: inflation stops at the limit (`RESOURCE_EXHAUSTED`), so a gzip bomb costs no more memory than the limit |
 //! | `grpc-timeout` | the caller's remaining time, both ways the call's deadline; past it the call ends with `DEADLINE_EXCEEDED` and the handler is cancelled |
 //! | metadata | custom headers both ways (names lower-case), as gRPC metadata |
 //! | status | `grpc-status` and the percent-encoded `grpc-message` in the trailers, or alone in the headers (trailers-only) for a call that fails before its first message; every [`ErrorKind`](crate::ErrorKind) maps one for one onto a gRPC code and back ([`ErrorKind::grpc_code`](crate::ErrorKind::grpc_code)) |
@@ -29,12 +30,18 @@
 //! [`GrpcTransportBuilder::add_service`] mounts any tonic-generated service
 //! (`GreeterServer::new(my_greeter)`): a request whose gRPC service name it
 //! serves goes to it, everything else to micro's handler. Every server also
-//! answers `grpc.health.v1.Health` (the overall status `""` is `SERVING`
-//! while it listens and `NOT_SERVING` once it shuts down; see
-//! [`GrpcTransport::health_reporter`]) and server reflection (v1 and
-//! v1alpha, listing the services of the descriptor sets given to
-//! [`GrpcTransportBuilder::file_descriptor_set`]), unless turned off in the
-//! [`GrpcConfig`].
+//! answers `grpc.health.v1.Health`, unless turned off in the [`GrpcConfig`]:
+//! the overall status `""`, the micro service's name, every gRPC service its
+//! handler declares (bare, `Greeter`, and in the package, `shop.Greeter`) and
+//! every mounted service are `SERVING` while it listens and `NOT_SERVING`
+//! from the moment its shutdown begins (before the drain); an unknown name is
+//! `NOT_FOUND`; see [`GrpcTransport::health_reporter`]. And server reflection
+//! (v1 and v1alpha) describes the descriptor sets given to
+//! [`GrpcTransportBuilder::file_descriptor_set`],
+//! [`GrpcTransportBuilder::descriptor_set_file`] or [`DESCRIPTOR_SET_ENV`],
+//! so `grpcurl list` and `describe` show the service's own methods; a lookup
+//! that fails (an unknown symbol) answers with the protocol's
+//! `ErrorResponse` and the stream stays open.
 //!
 //! ```
 //! use micro_transport::{Handler, Request, Response, Transport, grpc::GrpcTransport};
@@ -54,16 +61,19 @@
 //! ```
 
 mod client;
+mod compression;
 mod config;
-pub mod echo;
 mod frame;
 mod http_client;
+mod reflection;
 mod server;
 mod wire;
 
-use std::{collections::HashMap, convert::Infallible, fmt, sync::Arc};
+use std::{collections::HashMap, convert::Infallible, fmt, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{FutureExt, future::BoxFuture};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
@@ -74,7 +84,10 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::util::BoxCloneSyncService;
 
 use self::client::{GrpcChannel, PooledClient};
-pub use self::config::{GrpcConfig, MAX_MESSAGE_SIZE_ENV, PACKAGE_ENV};
+pub use self::compression::Compression;
+pub use self::config::{
+    COMPRESSION_ENV, DESCRIPTOR_SET_ENV, GrpcConfig, MAX_MESSAGE_SIZE_ENV, PACKAGE_ENV,
+};
 pub use self::http_client::GrpcHttpClient;
 use crate::{Capabilities, Channel, Error, Handler, Listener, Result, Transport};
 
@@ -196,25 +209,18 @@ fn http2_client(config: &GrpcConfig) -> PooledClient {
 /// services and descriptor sets for reflection.
 ///
 /// ```
-/// use micro_transport::grpc::{GrpcTransport, echo};
+/// use micro_transport::grpc::GrpcTransport;
 ///
 /// # fn main() -> micro_transport::Result<()> {
-/// # #[derive(Debug)] struct MyEcho;
-/// # #[tonic::async_trait]
-/// # impl echo::echo_server::Echo for MyEcho {
-/// #     async fn unary(&self, r: tonic::Request<echo::EchoRequest>) -> Result<tonic::Response<echo::EchoReply>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-/// #     type ServerStreamStream = futures::stream::BoxStream<'static, Result<echo::EchoReply, tonic::Status>>;
-/// #     async fn server_stream(&self, r: tonic::Request<echo::EchoRequest>) -> Result<tonic::Response<Self::ServerStreamStream>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-/// #     async fn client_stream(&self, r: tonic::Request<tonic::Streaming<echo::EchoRequest>>) -> Result<tonic::Response<echo::EchoReply>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-/// #     type BidiStream = futures::stream::BoxStream<'static, Result<echo::EchoReply, tonic::Status>>;
-/// #     async fn bidi(&self, r: tonic::Request<tonic::Streaming<echo::EchoRequest>>) -> Result<tonic::Response<Self::BidiStream>, tonic::Status> { Err(tonic::Status::unimplemented("")) }
-/// # }
+/// // Any tonic-generated server mounts the same way (`GreeterServer::new(greeter)`);
+/// // here, a health service of one's own instead of the built-in one.
+/// let (_reporter, health) = tonic_health::server::health_reporter();
 /// let transport = GrpcTransport::builder()
 ///     .package("shop")
-///     .add_service(echo::echo_server::EchoServer::new(MyEcho))
-///     .file_descriptor_set(echo::FILE_DESCRIPTOR_SET)
+///     .health(false)
+///     .add_service(health)
 ///     .build()?;
-/// assert!(transport.mounted_services().any(|name| name == "micro.echo.Echo"));
+/// assert!(transport.mounted_services().any(|name| name == "grpc.health.v1.Health"));
 /// # Ok(())
 /// # }
 /// ```
@@ -222,7 +228,7 @@ fn http2_client(config: &GrpcConfig) -> PooledClient {
 pub struct GrpcTransportBuilder {
     config: GrpcConfig,
     mounted: HashMap<String, MountedService>,
-    descriptor_sets: Vec<&'static [u8]>,
+    descriptor_sets: Vec<Bytes>,
 }
 
 impl GrpcTransportBuilder {
@@ -256,6 +262,22 @@ impl GrpcTransportBuilder {
         self
     }
 
+    /// Sets [`GrpcConfig::compression`]: how this transport's clients
+    /// compress requests and its servers compress answers to callers that
+    /// accept it. gzip and identity are read either way.
+    pub fn compression(mut self, compression: Compression) -> GrpcTransportBuilder {
+        self.config.compression = compression;
+        self
+    }
+
+    /// Adds a file holding an encoded `FileDescriptorSet` for server
+    /// reflection to describe (see [`GrpcConfig::descriptor_set_files`]); it
+    /// is read when the transport is built.
+    pub fn descriptor_set_file(mut self, path: impl Into<PathBuf>) -> GrpcTransportBuilder {
+        self.config.descriptor_set_files.push(path.into());
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: GrpcConfig) -> GrpcTransportBuilder {
         self.config = config;
@@ -284,15 +306,27 @@ impl GrpcTransportBuilder {
     }
 
     /// Adds an encoded `FileDescriptorSet` (as `tonic-prost-build` writes with
-    /// `file_descriptor_set_path`) for server reflection to describe.
-    pub fn file_descriptor_set(mut self, encoded: &'static [u8]) -> GrpcTransportBuilder {
-        self.descriptor_sets.push(encoded);
+    /// `file_descriptor_set_path`, or `protoc --descriptor_set_out
+    /// --include_imports`) for server reflection to describe: with it,
+    /// grpcurl's `list` and `describe` show the service's own methods.
+    pub fn file_descriptor_set(mut self, encoded: impl Into<Bytes>) -> GrpcTransportBuilder {
+        self.descriptor_sets.push(encoded.into());
         self
     }
 
     /// Builds the transport. A descriptor set reflection cannot read is
-    /// `InvalidArgument`.
+    /// `InvalidArgument`; a descriptor set file that cannot be opened is the
+    /// I/O error's kind (`NotFound`, `PermissionDenied`, ...), naming the file.
     pub fn build(mut self) -> Result<GrpcTransport> {
+        for path in &self.config.descriptor_set_files {
+            let encoded = std::fs::read(path).map_err(|err| {
+                Error::from(err).context(format!(
+                    "reading the descriptor set {} for gRPC reflection",
+                    path.display()
+                ))
+            })?;
+            self.descriptor_sets.push(encoded.into());
+        }
         let health = if self.config.health {
             let (reporter, service) = tonic_health::server::health_reporter();
             self = self.add_service(service);
@@ -310,14 +344,14 @@ impl GrpcTransportBuilder {
     }
 
     fn add_reflection(self) -> Result<GrpcTransportBuilder> {
-        let configure = |sets: &[&'static [u8]]| {
+        fn configure(sets: &[Bytes]) -> tonic_reflection::server::Builder<'_> {
             let mut builder = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
             for set in sets {
                 builder = builder.register_encoded_file_descriptor_set(set);
             }
             builder
-        };
+        }
         let invalid = |err: tonic_reflection::server::Error| {
             Error::invalid_argument("a file descriptor set for reflection is unreadable")
                 .with_source(err)
@@ -328,7 +362,9 @@ impl GrpcTransportBuilder {
         let v1alpha = configure(&self.descriptor_sets)
             .build_v1alpha()
             .map_err(invalid)?;
-        Ok(self.add_service(v1).add_service(v1alpha))
+        Ok(self
+            .add_service(reflection::v1::Forgiving::server(v1))
+            .add_service(reflection::v1alpha::Forgiving::server(v1alpha)))
     }
 }
 
@@ -357,34 +393,23 @@ impl Transport for GrpcTransport {
     /// Binds `address` (`host:port`; `""` is a free loopback port, `:port` is
     /// every interface) and serves `handler` there over HTTP/2.
     async fn listen(&self, address: &str, handler: Handler) -> Result<Listener> {
+        let health_names = self.health_names(&handler);
         let state = server::ServerState {
             handler,
             max_message_size: self.config.max_message_size,
+            package: self.config.package.clone(),
+            compression: self.config.compression,
             mounted: self.mounted.clone(),
             cancel: CancellationToken::new(),
         };
         let health = self.health.clone();
         let listener = server::listen(address, state, {
             let health = health.clone();
-            move || {
-                if let Some(health) = health {
-                    tokio::spawn(async move {
-                        health
-                            .set_service_status("", ServingStatus::NotServing)
-                            .await;
-                    });
-                }
-            }
+            let names = health_names.clone();
+            move || set_statuses(health, names, ServingStatus::NotServing)
         })
         .await?;
-        if let Some(health) = &health {
-            health.set_service_status("", ServingStatus::Serving).await;
-            for name in self.mounted.keys() {
-                health
-                    .set_service_status(name, ServingStatus::Serving)
-                    .await;
-            }
-        }
+        set_statuses(health, health_names, ServingStatus::Serving).await;
         Ok(listener)
     }
 
@@ -398,8 +423,53 @@ impl Transport for GrpcTransport {
             authority,
             self.config.package.clone(),
             self.config.max_message_size,
+            self.config.compression,
         )))
     }
+}
+
+impl GrpcTransport {
+    /// The names health reports for a server of `handler`: the overall `""`,
+    /// the mounted services, and, when the handler declares its endpoints,
+    /// the micro service's name and the gRPC service of every endpoint, bare
+    /// (`Greeter`, `pkg.v1.Greeter`) and in the configured package.
+    fn health_names(&self, handler: &Handler) -> Vec<String> {
+        let mut names = vec![String::new()];
+        names.extend(self.mounted.keys().cloned());
+        if let Some(endpoints) = handler.endpoints() {
+            if !endpoints.service().is_empty() {
+                names.push(endpoints.service().to_owned());
+            }
+            for endpoint in endpoints.iter() {
+                let Some((service, _method)) = endpoint.rsplit_once('.') else {
+                    continue;
+                };
+                names.push(service.to_owned());
+                if !self.config.package.is_empty() {
+                    names.push(format!("{}.{service}", self.config.package));
+                }
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// Sets every name's health status (nothing when health is off).
+fn set_statuses(
+    health: Option<HealthReporter>,
+    names: Vec<String>,
+    status: ServingStatus,
+) -> BoxFuture<'static, ()> {
+    async move {
+        if let Some(health) = health {
+            for name in &names {
+                health.set_service_status(name, status).await;
+            }
+        }
+    }
+    .boxed()
 }
 
 /// The `host:port` of an address, refusing anything else.
@@ -448,7 +518,7 @@ mod tests {
     #[test]
     fn unreadable_descriptor_sets_are_invalid_argument() {
         let err = GrpcTransport::builder()
-            .file_descriptor_set(b"\xff\xff not a descriptor set")
+            .file_descriptor_set(&b"\xff\xff not a descriptor set"[..])
             .build()
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);

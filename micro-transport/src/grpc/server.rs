@@ -1,6 +1,7 @@
 use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use ::http::{HeaderMap, HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
+use futures::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -16,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::{
-    MountedService,
+    Compression, MountedService,
+    compression::{ACCEPTED, GRPC_ACCEPT_ENCODING},
     frame::{Decoder, OutBody, prepend},
     wire::{self, BODY, SERVICE, STREAM},
 };
@@ -37,6 +39,10 @@ const FLUSH_AFTER_CANCEL: Duration = Duration::from_secs(1);
 pub(super) struct ServerState {
     pub(super) handler: Handler,
     pub(super) max_message_size: usize,
+    /// The transport's package, which a path may carry in front of an endpoint.
+    pub(super) package: String,
+    /// How answers are compressed for callers that accept it.
+    pub(super) compression: Compression,
     /// tonic services served beside the handler, by full gRPC service name.
     pub(super) mounted: Arc<HashMap<String, MountedService>>,
     /// Cancelled when the grace period of a shutdown is over.
@@ -44,11 +50,11 @@ pub(super) struct ServerState {
 }
 
 /// Binds `address` and serves on it until the returned listener is shut down.
-/// `on_stop` runs when shutdown begins (health goes NOT_SERVING).
+/// `on_stop` runs when shutdown begins, before the drain (health goes NOT_SERVING).
 pub(super) async fn listen(
     address: &str,
     state: ServerState,
-    on_stop: impl FnOnce() + Send + 'static,
+    on_stop: impl FnOnce() -> BoxFuture<'static, ()> + Send + 'static,
 ) -> Result<Listener> {
     let bind_to = bind_address(address);
     let listener = TcpListener::bind(&bind_to)
@@ -62,7 +68,7 @@ pub(super) async fn listen(
     let server = tokio::spawn(serve(listener, Arc::new(state), stopped));
     Ok(Listener::new(local.to_string(), move |grace| {
         Box::pin(async move {
-            on_stop();
+            on_stop().await;
             let _ = stop.send(grace);
             server
                 .await
@@ -159,7 +165,7 @@ async fn handle(
     state: Arc<ServerState>,
     request: ::http::Request<Incoming>,
 ) -> Result<GrpcResponse, Infallible> {
-    let (service, endpoint) = match wire::endpoint_of(request.uri().path()) {
+    let (service, method) = match wire::split_path(request.uri().path()) {
         Ok(route) => route,
         Err(err) => return Ok(status_response(&err)),
     };
@@ -179,12 +185,75 @@ async fn handle(
         *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return Ok(response);
     };
+    let Some(endpoint) = route(&state, service, method) else {
+        return Ok(status_response(&Error::unimplemented(format!(
+            "unknown gRPC method /{service}/{method}"
+        ))));
+    };
+    let encodings = match Encodings::negotiate(&state, request.headers()) {
+        Ok(encodings) => encodings,
+        Err(err) => return Ok(status_response(&err)),
+    };
     Ok(
-        match answer(&state, request, endpoint, content_type).await {
+        match answer(&state, request, endpoint, content_type, encodings).await {
             Ok(response) => response,
             Err(err) => status_response(&err),
         },
     )
+}
+
+/// The endpoint a call of `/{service}/{method}` goes to. A handler that
+/// declares its endpoints gets the first of these it serves: the full name
+/// (`pkg.v1.Greeter.Hello`), the name without the transport's own package,
+/// the short name (`Greeter.Hello`); `None` when it serves none. Other
+/// handlers get the short name.
+fn route(state: &ServerState, service: &str, method: &str) -> Option<String> {
+    let endpoint = |service: &str| {
+        let mut endpoint = String::with_capacity(service.len() + method.len() + 1);
+        endpoint.push_str(service);
+        endpoint.push('.');
+        endpoint.push_str(method);
+        endpoint
+    };
+    let short = endpoint(service.rsplit('.').next().unwrap_or(service));
+    let Some(endpoints) = state.handler.endpoints() else {
+        return Some(short);
+    };
+    let unpackaged = service
+        .strip_prefix(state.package.as_str())
+        .filter(|_| !state.package.is_empty())
+        .and_then(|rest| rest.strip_prefix('.'));
+    [Some(service), unpackaged]
+        .into_iter()
+        .flatten()
+        .map(endpoint)
+        .chain([short])
+        .find(|candidate| endpoints.contains(candidate))
+}
+
+/// How a call's messages are compressed each way.
+#[derive(Debug, Clone, Copy)]
+struct Encodings {
+    request: Compression,
+    response: Compression,
+}
+
+impl Encodings {
+    /// The request's `grpc-encoding` (one micro cannot read is
+    /// `Unimplemented`), and for the answer: gzip for a gzip request (as
+    /// grpc-go does), else the server's own compression when the caller
+    /// accepts it, else none.
+    fn negotiate(state: &ServerState, headers: &HeaderMap) -> Result<Encodings> {
+        let request = Compression::of_headers(headers)?;
+        let response = if request != Compression::Identity {
+            request
+        } else if state.compression.accepted_by(headers) {
+            state.compression
+        } else {
+            Compression::Identity
+        };
+        Ok(Encodings { request, response })
+    }
 }
 
 async fn answer(
@@ -192,6 +261,7 @@ async fn answer(
     request: ::http::Request<Incoming>,
     endpoint: String,
     content_type: String,
+    encodings: Encodings,
 ) -> Result<GrpcResponse> {
     let (parts, body) = request.into_parts();
     let deadline = deadline(&parts.headers)?;
@@ -206,7 +276,7 @@ async fn answer(
     let streamed = wire::is_stream(&parts.headers);
     let max = state.max_message_size;
     let call = async move {
-        let decoder = Decoder::new(body, max, "request");
+        let decoder = Decoder::new(body, max, "request").with_compression(encodings.request);
         let body = if streamed {
             Body::Stream(decoder.into_stream())
         } else {
@@ -240,8 +310,14 @@ async fn answer(
             },
         )),
     };
-    let mut answer = ::http::Response::new(tonic::body::Body::new(OutBody::response(body, max)));
+    let mut answer = ::http::Response::new(tonic::body::Body::new(OutBody::response(
+        body,
+        max,
+        encodings.response,
+    )));
     let headers = answer.headers_mut();
+    encodings.response.insert_into(headers);
+    headers.insert(GRPC_ACCEPT_ENCODING, ACCEPTED);
     wire::metadata_into_headers(&response.metadata, headers)
         .map_err(|err| err.context("the handler's response metadata"))?;
     wire::insert_content_type(headers, &response.content_type)?;
@@ -276,11 +352,14 @@ fn deadline(headers: &HeaderMap) -> Result<Option<Instant>> {
     Ok(Instant::now().checked_add(timeout))
 }
 
-/// A trailers-only response: the status in the headers and no body.
+/// A trailers-only response: the status in the headers and no body. It says
+/// which encodings are read, as gRPC asks of an `UNIMPLEMENTED` for an
+/// unsupported `grpc-encoding`.
 pub(super) fn status_response(error: &Error) -> GrpcResponse {
     let mut response = ::http::Response::new(tonic::body::Body::empty());
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(wire::GRPC));
+    headers.insert(GRPC_ACCEPT_ENCODING, ACCEPTED);
     wire::insert_status(headers, error);
     response
 }

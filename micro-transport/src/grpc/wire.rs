@@ -64,10 +64,10 @@ pub(super) fn path_of(package: &str, endpoint: &str) -> Result<String> {
     Ok(path)
 }
 
-/// The micro endpoint of a gRPC path: `/pkg.sub.Greeter/Hello` is
-/// `Greeter.Hello` (whatever the package). Also returns the full gRPC service
-/// name (`pkg.sub.Greeter`), which mounted tonic services are routed by.
-pub(super) fn endpoint_of(path: &str) -> Result<(&str, String)> {
+/// The gRPC service name and method of a path: `/pkg.sub.Greeter/Hello`
+/// is `("pkg.sub.Greeter", "Hello")`. A path that is not
+/// `/{service}/{method}` is `Unimplemented`.
+pub(super) fn split_path(path: &str) -> Result<(&str, &str)> {
     let not_found = || {
         Error::unimplemented(format!(
             "no gRPC method at {path:?}: call /{{package}}.{{Service}}/{{Method}}"
@@ -75,18 +75,14 @@ pub(super) fn endpoint_of(path: &str) -> Result<(&str, String)> {
     };
     let rest = path.strip_prefix('/').ok_or_else(not_found)?;
     let (service, method) = rest.split_once('/').ok_or_else(not_found)?;
-    if service.is_empty() || method.is_empty() || method.contains('/') {
+    if service.is_empty()
+        || method.is_empty()
+        || method.contains('/')
+        || service.split('.').any(str::is_empty)
+    {
         return Err(not_found());
     }
-    let short = service.rsplit('.').next().unwrap_or(service);
-    if short.is_empty() {
-        return Err(not_found());
-    }
-    let mut endpoint = String::with_capacity(short.len() + method.len() + 1);
-    endpoint.push_str(short);
-    endpoint.push('.');
-    endpoint.push_str(method);
-    Ok((service, endpoint))
+    Ok((service, method))
 }
 
 /// The gRPC content type for a micro content type: JSON is
@@ -383,13 +379,10 @@ mod tests {
             );
         }
         assert_eq!(
-            endpoint_of("/helloworld.Greeter/SayHello").unwrap(),
-            ("helloworld.Greeter", "Greeter.SayHello".to_owned())
+            split_path("/helloworld.Greeter/SayHello").unwrap(),
+            ("helloworld.Greeter", "SayHello")
         );
-        assert_eq!(
-            endpoint_of("/Greeter/Hello").unwrap(),
-            ("Greeter", "Greeter.Hello".to_owned())
-        );
+        assert_eq!(split_path("/Greeter/Hello").unwrap(), ("Greeter", "Hello"));
         for bad in [
             "/",
             "/Greeter",
@@ -399,7 +392,7 @@ mod tests {
             "/a/b/c",
         ] {
             assert_eq!(
-                endpoint_of(bad).unwrap_err().kind(),
+                split_path(bad).unwrap_err().kind(),
                 ErrorKind::Unimplemented,
                 "{bad}"
             );

@@ -15,7 +15,8 @@
 //! a longer client stream is not retried once it has started.
 //!
 //! ```no_run
-//! use micro::{grpc::GrpcChannel, registry::memory::MemoryRegistry, transport::grpc::{GrpcTransport, echo}};
+//! use micro::{grpc::GrpcChannel, registry::memory::MemoryRegistry, transport::grpc::GrpcTransport};
+//! use micro_interop::echo; // your own tonic-generated client here
 //!
 //! # async fn demo() -> micro::Result<()> {
 //! let registry = MemoryRegistry::shared();

@@ -69,7 +69,7 @@ use crate::{
     broker::{DynBroker, Message, SubscribeOptions},
     codec::{self, ContentType},
     registry::Endpoint,
-    transport::{Handler, Listener, Request, Response, Transport},
+    transport::{EndpointSet, Handler, Listener, Request, Response, Transport},
 };
 
 pub(crate) type RouteFn =
@@ -445,10 +445,13 @@ impl Server {
             self.client.clone(),
             self.config.clone(),
         );
+        // Declared after the layers, which wrap the router in new handlers.
+        let endpoints = EndpointSet::new(self.name.clone(), self.routes.keys().cloned());
         Ok(self
             .layers
             .iter()
-            .fold(Handler::new(router), |handler, layer| layer(handler)))
+            .fold(Handler::new(router), |handler, layer| layer(handler))
+            .with_endpoints(endpoints))
     }
 
     /// Serves the handlers on `address` with `transport` until the listener is shut down.

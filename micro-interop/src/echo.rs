@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use prost::Message;
 
-use crate::{Body, Error, ErrorKind, Handler, Request, Response, Result};
+use micro_transport::{Body, EndpointSet, Error, ErrorKind, Handler, Request, Response, Result};
 
 #[allow(
     missing_docs,
@@ -33,7 +33,7 @@ mod generated {
 pub use generated::*;
 
 /// The encoded `FileDescriptorSet` of `echo.proto`, for server reflection
-/// ([`GrpcTransportBuilder::file_descriptor_set`](super::GrpcTransportBuilder::file_descriptor_set)).
+/// (`GrpcTransportBuilder::file_descriptor_set`).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/micro_echo_descriptor.bin"));
 
@@ -114,10 +114,21 @@ impl echo_server::Echo for TonicEcho {
     }
 }
 
+/// The endpoints [`handler`] serves.
+pub const ENDPOINTS: [&str; 4] = [
+    "Echo.Unary",
+    "Echo.ServerStream",
+    "Echo.ClientStream",
+    "Echo.Bidi",
+];
+
 /// The same behaviour as a micro [`Handler`] of raw protobuf bytes, at
-/// endpoints `Echo.Unary`, `Echo.ServerStream`, `Echo.ClientStream` and `Echo.Bidi`.
+/// [`ENDPOINTS`], declared as the endpoints of a service named `echo` (so a
+/// gRPC server answers other methods `UNIMPLEMENTED` and reports health for
+/// `echo` and `Echo`).
 pub fn handler() -> Handler {
     Handler::from_fn(|request: Request| async move { handle(request).await })
+        .with_endpoints(EndpointSet::new("echo", ENDPOINTS))
 }
 
 fn decode(bytes: &[u8]) -> Result<EchoRequest> {
