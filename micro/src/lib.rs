@@ -148,6 +148,7 @@
 pub mod client;
 pub mod codec;
 mod context;
+mod endpoint;
 pub mod env;
 #[cfg(feature = "transport-grpc")]
 pub mod grpc;
@@ -160,6 +161,7 @@ pub mod sync_env;
 pub use client::{Client, ClientBuilder};
 pub use codec::ContentType;
 pub use context::{Context, is_propagated};
+pub use endpoint::Endpoint;
 pub use micro_broker as broker;
 pub use micro_broker::SubscribeOptions;
 pub use micro_config as config;

@@ -82,8 +82,8 @@
 //! assert_eq!(sum, 6);
 //!
 //! let counted: Vec<u32> = client
-//!     .request("numbers", "Numbers.Count")
-//!     .server_stream::<_, u32>(&3u32)
+//!     .request::<_, u32>("numbers", "Numbers.Count")
+//!     .server_stream(&3u32)
 //!     .await?
 //!     .try_collect()
 //!     .await?;
@@ -91,8 +91,8 @@
 //!
 //! let (sender, requests) = micro::streaming::channel::<i64>(1);
 //! let mut doubled = client
-//!     .request("numbers", "Numbers.Double")
-//!     .bidi_stream::<i64, i64, _>(requests)
+//!     .request::<i64, i64>("numbers", "Numbers.Double")
+//!     .bidi_stream(requests)
 //!     .await?;
 //! sender.send(21).await?;
 //! assert_eq!(doubled.message().await?, Some(42));
@@ -105,7 +105,6 @@
 
 mod channel;
 mod client;
-mod codec;
 mod server;
 
 use std::{
@@ -115,7 +114,7 @@ use std::{
     task::{Context as TaskContext, Poll, ready},
 };
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
 pub use self::channel::{Receiver, Sender, channel};
@@ -140,7 +139,7 @@ pub struct Streaming<T> {
     decode: Decoder<T>,
 }
 
-type Decoder<T> = Arc<dyn Fn(&[u8]) -> Result<T> + Send + Sync>;
+type Decoder<T> = Arc<dyn Fn(Bytes) -> Result<T> + Send + Sync>;
 
 impl<T> Streaming<T> {
     pub(crate) fn new(messages: BodyStream, decode: Decoder<T>) -> Streaming<T> {
@@ -164,7 +163,7 @@ impl<T> Stream for Streaming<T> {
             return Poll::Ready(None);
         };
         let next = match ready!(messages.poll_next_unpin(cx)) {
-            Some(Ok(bytes)) => Some((self.decode)(&bytes)),
+            Some(Ok(bytes)) => Some((self.decode)(bytes)),
             Some(Err(err)) => Some(Err(err)),
             None => None,
         };
