@@ -25,15 +25,19 @@
 //! # What a call goes through
 //!
 //! 1. An unknown endpoint is `NotFound`, naming the endpoint.
-//! 2. The body is decoded with the codec of the request's content type
-//!    ([`handle`](Server::handle): JSON or MessagePack; [`handle_proto`](Server::handle_proto):
-//!    protobuf; [`handle_raw`](Server::handle_raw): any). Malformed input is
-//!    `InvalidArgument`, naming the expected type.
+//! 2. The body is decoded as the handler's request type, by the request's
+//!    content type ([`codec`](crate::codec): a serde type reads JSON or
+//!    MessagePack, [`Proto<T>`](crate::codec::Proto) protobuf,
+//!    [`Raw`](crate::codec::Raw) anything). A content type the type does not
+//!    read, or malformed input, is `InvalidArgument`, naming the expected
+//!    type.
 //! 3. The handler runs with a [`Context`] until the caller's deadline; past it
 //!    the call ends with `Timeout` and the handler's future is dropped.
 //! 4. A handler that panics fails that call with `Internal` (the panic is
 //!    logged, not sent); the server goes on serving.
-//! 5. The reply is encoded with the request's codec.
+//! 5. The reply is encoded in the request's content type when the reply
+//!    type writes it (a serde handler answers JSON with JSON, MessagePack
+//!    with MessagePack), else in the reply type's own.
 //!
 //! # Subscribers
 //!
