@@ -33,11 +33,11 @@ use std::{borrow::Cow, fmt, marker::PhantomData};
 /// # let _ = server;
 /// ```
 ///
-/// The types pick the codec ([`codec`](crate::codec)): plain serde types are
+/// The types pick the codec ([`codec`](mod@crate::codec)): plain serde types are
 /// JSON or MessagePack, [`Proto<T>`](crate::codec::Proto) is protobuf, and
 /// so on. A request of another type does not compile:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0631
 /// use micro::{Endpoint, Server};
 ///
 /// const HELLO: Endpoint<String, String> = Endpoint::new("Greeter.Hello");
@@ -46,7 +46,7 @@ use std::{borrow::Cow, fmt, marker::PhantomData};
 /// let server = Server::new().handle(HELLO, |_ctx, id: u64| async move { Ok(id.to_string()) });
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0308
 /// use micro::Endpoint;
 ///
 /// const HELLO: Endpoint<String, String> = Endpoint::new("Greeter.Hello");

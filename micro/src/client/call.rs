@@ -44,7 +44,7 @@ impl CallSpec {
 ///
 /// `Req` and `Resp` are the endpoint's request and reply types: given by a
 /// typed [`Endpoint`](crate::Endpoint), or inferred from what is sent and expected. They
-/// choose the codec ([`codec`](crate::codec)).
+/// choose the codec ([`codec`](mod@crate::codec)).
 ///
 /// ```
 /// # async fn demo(client: micro::Client) -> micro::Result<()> {

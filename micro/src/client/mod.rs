@@ -177,7 +177,7 @@ impl Client {
 
     /// Calls `endpoint` of a node of `service`, found in the registry.
     ///
-    /// The request and reply types choose the codec ([`codec`](crate::codec)):
+    /// The request and reply types choose the codec ([`codec`](mod@crate::codec)):
     /// a plain serde request is sent in the client's content type (JSON unless
     /// [`ClientBuilder::content_type`] says otherwise), a
     /// [`Proto<T>`](crate::codec::Proto) as protobuf, and so on; the reply is

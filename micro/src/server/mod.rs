@@ -26,7 +26,7 @@
 //!
 //! 1. An unknown endpoint is `NotFound`, naming the endpoint.
 //! 2. The body is decoded as the handler's request type, by the request's
-//!    content type ([`codec`](crate::codec): a serde type reads JSON or
+//!    content type ([`codec`](mod@crate::codec): a serde type reads JSON or
 //!    MessagePack, [`Proto<T>`](crate::codec::Proto) protobuf,
 //!    [`Raw`](crate::codec::Raw) anything). A content type the type does not
 //!    read, or malformed input, is `InvalidArgument`, naming the expected
@@ -153,7 +153,7 @@ impl Server {
     }
 
     /// Serves `endpoint` with an async function from its request type to its
-    /// reply type; the types choose the codec ([`codec`](crate::codec)).
+    /// reply type; the types choose the codec ([`codec`](mod@crate::codec)).
     ///
     /// `endpoint` is a typed [`Endpoint`] constant shared with the callers,
     /// or a name whose types are inferred from the handler. Plain serde types

@@ -7,7 +7,7 @@
 //! [`ServiceBuilder::server`](crate::ServiceBuilder::server)), and called with
 //! the [`CallBuilder`] methods `client_stream`, `server_stream` and
 //! `bidi_stream`. The message types choose the codec, as for unary calls
-//! ([`codec`](crate::codec)): serde types are JSON or MessagePack by the
+//! ([`codec`](mod@crate::codec)): serde types are JSON or MessagePack by the
 //! request's content type, [`Proto<T>`](crate::codec::Proto) is protobuf,
 //! and so on; a typed [`Endpoint`](crate::Endpoint) names both types for
 //! both sides. Outgoing messages are any `Stream<Item = Result<T>>`; incoming
