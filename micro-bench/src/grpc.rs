@@ -7,7 +7,7 @@
 //!   server ([`TonicEcho`]), at concurrency 1 and 64;
 //! - streaming, in each shape (server, client and bidirectional streams of
 //!   100,000 messages with 1 KiB payloads): messages/s and MB/s through
-//!   micro's typed streaming API (client by name, `handle_*_stream_proto`
+//!   micro's typed streaming API (client by name, `handle_*_stream of Proto messages`
 //!   handlers) against tonic's generated client and server; each round makes
 //!   calls for its share of the seconds given.
 //!
@@ -198,7 +198,7 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
     );
 
     println!(
-        "\nstreaming, {STREAM_MESSAGES} messages of {STREAM_PAYLOAD} B per call: micro typed API (client by name -> handle_*_stream_proto) vs tonic client -> tonic server"
+        "\nstreaming, {STREAM_MESSAGES} messages of {STREAM_PAYLOAD} B per call: micro typed API (client by name -> handle_*_stream of Proto messages) vs tonic client -> tonic server"
     );
     // Each round streams for its share of `seconds` (at least one call): one
     // call of STREAM_MESSAGES lasts a fraction of a second, too short for a

@@ -64,49 +64,45 @@ async fn within<F: std::future::Future>(future: F) -> F::Output {
 }
 
 fn sensors(world: &World) -> micro::ServiceBuilder {
-    world
-        .service("sensors")
-        .server(micro::Server::new().handle_client_stream(
-            "Sensors.Summarize",
-            |_ctx, mut readings: Streaming<Reading>| async move {
-                let (mut count, mut sum) = (0u64, 0.0);
-                while let Some(reading) = readings.message().await? {
-                    count += 1;
-                    sum += reading.value;
-                }
-                Ok(Summary {
-                    count,
-                    mean: sum / count.max(1) as f64,
-                })
-            },
-        ))
-        .server(micro::Server::new().handle_server_stream(
-            "Sensors.Replay",
-            |_ctx, count: u64| async move {
+    world.service("sensors").server(
+        micro::Server::new()
+            .handle_client_stream(
+                "Sensors.Summarize",
+                |_ctx, mut readings: Streaming<Reading>| async move {
+                    let (mut count, mut sum) = (0u64, 0.0);
+                    while let Some(reading) = readings.message().await? {
+                        count += 1;
+                        sum += reading.value;
+                    }
+                    Ok(Summary {
+                        count,
+                        mean: sum / count.max(1) as f64,
+                    })
+                },
+            )
+            .handle_server_stream("Sensors.Replay", |_ctx, count: u64| async move {
                 Ok(futures::stream::iter((0..count).map(|i| {
                     Ok(Reading {
                         sensor: format!("s{i}"),
                         value: i as f64,
                     })
                 })))
-            },
-        ))
-        .server(micro::Server::new().handle_bidi_stream(
-            "Sensors.Scale",
-            |ctx: Context, readings: Streaming<Reading>| async move {
-                let factor: f64 = ctx
-                    .metadata()
-                    .get("factor")
-                    .and_then(|factor| factor.parse().ok())
-                    .unwrap_or(1.0);
-                Ok(readings.map_ok(move |reading| Reading {
-                    value: reading.value * factor,
-                    ..reading
-                }))
-            },
-        ))
-        .server(
-            micro::Server::new().handle_client_stream(UPLOAD, |_ctx, chunks| async move {
+            })
+            .handle_bidi_stream(
+                "Sensors.Scale",
+                |ctx: Context, readings: Streaming<Reading>| async move {
+                    let factor: f64 = ctx
+                        .metadata()
+                        .get("factor")
+                        .and_then(|factor| factor.parse().ok())
+                        .unwrap_or(1.0);
+                    Ok(readings.map_ok(move |reading| Reading {
+                        value: reading.value * factor,
+                        ..reading
+                    }))
+                },
+            )
+            .handle_client_stream(UPLOAD, |_ctx, chunks| async move {
                 let mut expected = 0;
                 let mut total = Total::default();
                 let mut chunks = std::pin::pin!(chunks);
@@ -119,22 +115,17 @@ fn sensors(world: &World) -> micro::ServiceBuilder {
                     total.bytes += chunk.data.len() as u64;
                 }
                 Ok(Proto(total))
-            }),
-        )
-        .server(micro::Server::new().handle_server_stream(
-            DOWNLOAD,
-            |_ctx, Proto(total)| async move {
+            })
+            .handle_server_stream(DOWNLOAD, |_ctx, Proto(total)| async move {
                 Ok(futures::stream::iter((0..total.chunks).map(move |index| {
                     Ok(Proto(Chunk {
                         index,
                         data: vec![index as u8; total.bytes as usize],
                     }))
                 })))
-            },
-        ))
-        .server(
-            micro::Server::new().handle_bidi_stream(ECHO, |_ctx, chunks| async move { Ok(chunks) }),
-        )
+            })
+            .handle_bidi_stream(ECHO, |_ctx, chunks| async move { Ok(chunks) }),
+    )
 }
 
 async fn the_three_shapes_carry_serde_messages(kind: Kind) {
@@ -291,28 +282,28 @@ async fn errors_inside_streams_keep_their_kind(kind: Kind) {
     let world = World::new(kind);
     let running = world
         .service("faulty")
-        .server(micro::Server::new().handle_server_stream(
-            "Faulty.Replies",
-            |_ctx, (): ()| async move {
-                let replies = [
-                    Ok(1u32),
-                    Ok(2),
-                    Err(Error::new(ErrorKind::DataLoss, "lost the rest")),
-                    Ok(3),
-                ];
-                Ok(futures::stream::iter(replies))
-            },
-        ))
-        .server(micro::Server::new().handle_client_stream(
-            "Faulty.Count",
-            |_ctx, mut numbers: Streaming<u32>| async move {
-                let mut count = 0u32;
-                while numbers.message().await?.is_some() {
-                    count += 1;
-                }
-                Ok(count)
-            },
-        ))
+        .server(
+            micro::Server::new()
+                .handle_server_stream("Faulty.Replies", |_ctx, (): ()| async move {
+                    let replies = [
+                        Ok(1u32),
+                        Ok(2),
+                        Err(Error::new(ErrorKind::DataLoss, "lost the rest")),
+                        Ok(3),
+                    ];
+                    Ok(futures::stream::iter(replies))
+                })
+                .handle_client_stream(
+                    "Faulty.Count",
+                    |_ctx, mut numbers: Streaming<u32>| async move {
+                        let mut count = 0u32;
+                        while numbers.message().await?.is_some() {
+                            count += 1;
+                        }
+                        Ok(count)
+                    },
+                ),
+        )
         .build()
         .unwrap()
         .start()
@@ -585,24 +576,21 @@ async fn a_stream_past_its_deadline_is_timeout(kind: Kind) {
     let (dropped_tx, mut dropped) = mpsc::unbounded_channel::<()>();
     let running = world
         .service("slow")
-        .server(micro::Server::new().handle_server_stream(
-            "Slow.Trickle",
-            |_ctx, (): ()| async move {
-                let first = futures::stream::once(async { Ok(1u32) });
-                Ok(first.chain(futures::stream::pending()))
-            },
-        ))
-        .server(micro::Server::new().handle_client_stream(
-            "Slow.Wait",
-            move |_ctx, mut numbers: Streaming<u32>| {
-                let guard = DropSignal(dropped_tx.clone());
-                async move {
-                    let _guard = guard;
-                    while numbers.message().await?.is_some() {}
-                    Ok(0u32)
-                }
-            },
-        ))
+        .server(
+            micro::Server::new()
+                .handle_server_stream("Slow.Trickle", |_ctx, (): ()| async move {
+                    let first = futures::stream::once(async { Ok(1u32) });
+                    Ok(first.chain(futures::stream::pending()))
+                })
+                .handle_client_stream("Slow.Wait", move |_ctx, mut numbers: Streaming<u32>| {
+                    let guard = DropSignal(dropped_tx.clone());
+                    async move {
+                        let _guard = guard;
+                        while numbers.message().await?.is_some() {}
+                        Ok(0u32)
+                    }
+                }),
+        )
         .build()
         .unwrap()
         .start()
