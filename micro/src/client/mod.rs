@@ -647,8 +647,10 @@ impl ClientBuilder {
         self
     }
 
-    /// The codec of requests sent with [`Client::call`] (default JSON; must be
-    /// JSON or MessagePack).
+    /// The content type of plain serde requests (default JSON; must be JSON
+    /// or MessagePack): requests of types that carry one codec only
+    /// ([`Proto<T>`](crate::codec::Proto), [`Json<T>`](crate::codec::Json),
+    /// ...) are sent in theirs. See [`codec`](mod@crate::codec).
     pub fn content_type(mut self, content_type: ContentType) -> ClientBuilder {
         self.content_type = content_type;
         self
