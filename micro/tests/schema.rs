@@ -3,6 +3,7 @@
 
 use micro::{
     Endpoint, Server, Service,
+    codec::Json,
     registry::{Registry, memory::MemoryRegistry},
     transport::memory::MemoryTransport,
 };
@@ -25,6 +26,9 @@ struct HelloReply {
 
 const HELLO: Endpoint<HelloRequest, HelloReply> = Endpoint::described("Greeter.Hello");
 const COUNT: Endpoint<u32, u64> = Endpoint::described("Greeter.Count");
+/// A wrapper that pins the codec is described by the message inside.
+const STRICT: Endpoint<Json<HelloRequest>, Json<HelloReply>> =
+    Endpoint::described("Greeter.Strict");
 /// The same kind of endpoint, not described: no schemas.
 const PLAIN: Endpoint<HelloRequest, HelloReply> = Endpoint::new("Greeter.Plain");
 
@@ -41,6 +45,14 @@ async fn described_endpoints_carry_their_schemas_into_the_registry() {
         .transport(MemoryTransport::isolated())
         .handle(HELLO, greet)
         .handle(PLAIN, greet)
+        .handle(
+            STRICT,
+            |_ctx, Json(request): Json<HelloRequest>| async move {
+                Ok(Json(HelloReply {
+                    message: request.name,
+                }))
+            },
+        )
         .server(
             Server::new().handle_server_stream(COUNT, |_ctx, to| async move {
                 Ok(futures::stream::iter((0..u64::from(to)).map(Ok)))
@@ -78,6 +90,16 @@ async fn described_endpoints_carry_their_schemas_into_the_registry() {
     assert_eq!(count.metadata.get("stream"), Some("server"));
     assert_eq!(count.request_schema.expect("a schema")["type"], "integer");
     assert_eq!(count.response_schema.expect("a schema")["format"], "uint64");
+
+    let strict = endpoint("Greeter.Strict");
+    assert_eq!(
+        strict.request_schema.expect("a schema")["title"],
+        "HelloRequest"
+    );
+    assert_eq!(
+        strict.metadata.get("content-types"),
+        Some("application/json")
+    );
 
     let plain = endpoint("Greeter.Plain");
     assert_eq!(plain.request_schema, None);

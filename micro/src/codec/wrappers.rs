@@ -42,6 +42,26 @@ macro_rules! wrapper {
                 &mut self.0
             }
         }
+
+        /// The schema of the message inside: the wrapper only picks the codec.
+        #[cfg(feature = "schema")]
+        impl<T: schemars::JsonSchema> schemars::JsonSchema for $name<T> {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                T::schema_name()
+            }
+
+            fn schema_id() -> std::borrow::Cow<'static, str> {
+                T::schema_id()
+            }
+
+            fn inline_schema() -> bool {
+                T::inline_schema()
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                T::json_schema(generator)
+            }
+        }
     };
 }
 
