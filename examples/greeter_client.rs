@@ -13,7 +13,7 @@
 //! A first argument containing `:` is an address; otherwise it is the name to
 //! greet and the server is found by its service name, `greeter`.
 
-use micro_examples::{HelloReply, HelloRequest, init_logging};
+use micro_examples::{HELLO, HelloRequest, init_logging};
 
 #[tokio::main]
 async fn main() -> micro::Result<()> {
@@ -25,13 +25,9 @@ async fn main() -> micro::Result<()> {
     let request = HelloRequest { name };
 
     let client = micro::Client::from_env()?;
-    let reply: HelloReply = match address {
-        Some(address) => {
-            client
-                .call_address(&address, "Greeter.Hello", &request)
-                .await?
-        }
-        None => client.call("greeter", "Greeter.Hello", &request).await?,
+    let reply = match address {
+        Some(address) => client.call_address(&address, HELLO, &request).await?,
+        None => client.call("greeter", HELLO, &request).await?,
     };
     println!("{}", reply.message);
     Ok(())

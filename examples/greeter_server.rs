@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use micro_examples::{HelloReply, HelloRequest, SleepRequest, init_logging};
+use micro_examples::{HELLO, HelloReply, SLEEP, init_logging};
 
 #[tokio::main]
 async fn main() -> micro::Result<()> {
@@ -19,13 +19,13 @@ async fn main() -> micro::Result<()> {
 
     let mut builder = micro::Service::builder("greeter")
         .version("1.0.0")
-        .handle("Greeter.Hello", |_ctx, request: HelloRequest| async move {
+        .handle(HELLO, |_ctx, request| async move {
             Ok(HelloReply {
                 message: format!("Hello, {}", request.name),
             })
         })
         // Takes as long as asked, to show deadlines: a caller's timeout ends the call.
-        .handle("Greeter.Sleep", |_ctx, request: SleepRequest| async move {
+        .handle(SLEEP, |_ctx, request| async move {
             tokio::time::sleep(Duration::from_millis(request.millis)).await;
             Ok(())
         })

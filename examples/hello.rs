@@ -5,7 +5,7 @@
 //! cargo run --example hello
 //! ```
 
-use micro_examples::{HelloReply, HelloRequest, init_logging};
+use micro_examples::{HELLO, HelloReply, HelloRequest, init_logging};
 
 #[tokio::main]
 async fn main() -> micro::Result<()> {
@@ -13,7 +13,7 @@ async fn main() -> micro::Result<()> {
 
     let service = micro::Service::builder("greeter")
         .version("1.0.0")
-        .handle("Greeter.Hello", |_ctx, request: HelloRequest| async move {
+        .handle(HELLO, |_ctx, request| async move {
             Ok(HelloReply {
                 message: format!("Hello, {}", request.name),
             })
@@ -25,10 +25,7 @@ async fn main() -> micro::Result<()> {
     let request = HelloRequest {
         name: "Ada".to_owned(),
     };
-    let reply: HelloReply = running
-        .client()
-        .call("greeter", "Greeter.Hello", &request)
-        .await?;
+    let reply = running.client().call("greeter", HELLO, &request).await?;
     println!("{}", reply.message);
 
     running.stop().await

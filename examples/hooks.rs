@@ -71,19 +71,22 @@ fn emails_limit(args: &[String]) -> micro::Result<Option<u64>> {
 /// email sent is reported on `sent`.
 fn email_service(sent: mpsc::Sender<u64>) -> micro::Result<micro::Service> {
     micro::Service::builder("email")
-        .subscribe(PASSWORD_CHANGED, move |_ctx, event: PasswordChanged| {
-            let sent = sent.clone();
-            async move {
-                println!(
-                    "email to {}: your password was changed (user {})",
-                    event.email, event.user_id
-                );
-                sent.send(event.user_id)
-                    .await
-                    .map_err(|_| micro::Error::internal("example ended"))?;
-                Ok(())
-            }
-        })
+        .server(micro::Server::new().subscribe(
+            PASSWORD_CHANGED,
+            move |_ctx, event: PasswordChanged| {
+                let sent = sent.clone();
+                async move {
+                    println!(
+                        "email to {}: your password was changed (user {})",
+                        event.email, event.user_id
+                    );
+                    sent.send(event.user_id)
+                        .await
+                        .map_err(|_| micro::Error::internal("example ended"))?;
+                    Ok(())
+                }
+            },
+        ))
         .build_from_env()
 }
 

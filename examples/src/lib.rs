@@ -2,7 +2,15 @@
 //! (separate processes) agree on them the way real services share a crate of
 //! API types.
 
+use micro::Endpoint;
 use serde::{Deserialize, Serialize};
+
+/// `Greeter.Hello`, typed: the greeter server and its clients share this
+/// constant, so a request of the wrong type does not compile on either side.
+pub const HELLO: Endpoint<HelloRequest, HelloReply> = Endpoint::new("Greeter.Hello");
+
+/// `Greeter.Sleep`: takes as long as asked, then answers nothing.
+pub const SLEEP: Endpoint<SleepRequest, ()> = Endpoint::new("Greeter.Sleep");
 
 /// What `Greeter.Hello` takes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

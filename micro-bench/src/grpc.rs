@@ -3,11 +3,11 @@
 //!
 //! - unary: calls/s and p50/p99 of `micro.echo.Echo/Unary` (a small protobuf
 //!   request), micro's client calling the service by name and a micro
-//!   `handle_proto` handler answering, against tonic's generated client and
+//!   `handle` handler of `Proto` messages answering, against tonic's generated client and
 //!   server ([`TonicEcho`]), at concurrency 1 and 64;
 //! - streaming, in each shape (server, client and bidirectional streams of
 //!   100,000 messages with 1 KiB payloads): messages/s and MB/s through
-//!   micro's typed streaming API (client by name, `handle_*_stream_proto`
+//!   micro's typed streaming API (client by name, `handle_*_stream of Proto messages`
 //!   handlers) against tonic's generated client and server; each round makes
 //!   calls for its share of the seconds given.
 //!
@@ -20,8 +20,8 @@ use std::{
 
 use futures::StreamExt;
 use micro::{
-    Client, Context, Result, registry::memory::MemoryRegistry, streaming::Streaming,
-    transport::grpc::GrpcTransport,
+    Client, Context, Result, Server, codec::Proto, registry::memory::MemoryRegistry,
+    streaming::Streaming, transport::grpc::GrpcTransport,
 };
 use micro_interop::echo::{self, EchoReply, EchoRequest, TonicEcho, echo_client::EchoClient};
 use tokio::sync::oneshot;
@@ -193,7 +193,7 @@ pub(crate) async fn run(seconds: u64, args: &[String]) -> Result<()> {
     );
 
     println!(
-        "\nstreaming, {STREAM_MESSAGES} messages of {STREAM_PAYLOAD} B per call: micro typed API (client by name -> handle_*_stream_proto) vs tonic client -> tonic server"
+        "\nstreaming, {STREAM_MESSAGES} messages of {STREAM_PAYLOAD} B per call: micro typed API (client by name -> handle_*_stream of Proto messages) vs tonic client -> tonic server"
     );
     // Each round streams for its share of `seconds` (at least one call): one
     // call of STREAM_MESSAGES lasts a fraction of a second, too short for a
@@ -357,11 +357,16 @@ async fn micro_stream(client: &Client, shape: Shape) -> Result<Throughput> {
     let started = Instant::now();
     let mut total = Throughput::default();
     let call = client.request("bench-grpc", shape_endpoint(shape));
-    let mut replies: Streaming<EchoReply> = match shape {
-        Shape::Server => call.server_stream_proto(&stream_request()).await?,
-        Shape::Bidi => call.bidi_stream_proto(stream_requests().map(Ok)).await?,
+    let mut replies: Streaming<Proto<EchoReply>> = match shape {
+        Shape::Server => call.server_stream(&Proto(stream_request())).await?,
+        Shape::Bidi => {
+            call.bidi_stream(stream_requests().map(|request| Ok(Proto(request))))
+                .await?
+        }
         Shape::Client => {
-            let reply: EchoReply = call.client_stream_proto(stream_requests().map(Ok)).await?;
+            let Proto(reply) = call
+                .client_stream(stream_requests().map(|request| Ok(Proto(request))))
+                .await?;
             total.messages = u64::from(reply.index);
             total.bytes = total.messages * STREAM_PAYLOAD as u64;
             total.elapsed = started.elapsed();
@@ -477,44 +482,47 @@ impl GrpcPeers {
         let service = micro::Service::builder("bench-grpc")
             .registry(registry)
             .transport(transport.clone())
-            .handle_proto(
-                "Echo.Unary",
-                |_ctx: Context, request: EchoRequest| async move {
-                    Ok(EchoReply {
-                        message: request.message,
-                        payload: request.payload,
-                        index: 0,
-                    })
-                },
-            )
-            .handle_server_stream_proto(
-                "Echo.ServerStream",
-                |_ctx: Context, request: EchoRequest| async move {
-                    Ok(futures::stream::iter(0..request.count)
-                        .map(move |index| Ok(stream_reply(&request, index))))
-                },
-            )
-            .handle_client_stream_proto(
-                "Echo.ClientStream",
-                |_ctx: Context, mut requests: Streaming<EchoRequest>| async move {
-                    let mut messages = Vec::new();
-                    while let Some(request) = requests.message().await? {
-                        messages.push(request.message);
-                    }
-                    Ok(EchoReply {
-                        index: messages.len() as u32,
-                        message: messages.join(","),
-                        payload: Vec::new(),
-                    })
-                },
-            )
-            .handle_bidi_stream_proto(
-                "Echo.Bidi",
-                |_ctx: Context, requests: Streaming<EchoRequest>| async move {
-                    Ok(requests
-                        .enumerate()
-                        .map(|(index, request)| request.map(|r| stream_reply(&r, index as u32))))
-                },
+            .server(
+                Server::new()
+                    .handle(
+                        "Echo.Unary",
+                        |_ctx: Context, Proto(request): Proto<EchoRequest>| async move {
+                            Ok(Proto(EchoReply {
+                                message: request.message,
+                                payload: request.payload,
+                                index: 0,
+                            }))
+                        },
+                    )
+                    .handle_server_stream(
+                        "Echo.ServerStream",
+                        |_ctx: Context, Proto(request): Proto<EchoRequest>| async move {
+                            Ok(futures::stream::iter(0..request.count)
+                                .map(move |index| Ok(Proto(stream_reply(&request, index)))))
+                        },
+                    )
+                    .handle_client_stream(
+                        "Echo.ClientStream",
+                        |_ctx: Context, mut requests: Streaming<Proto<EchoRequest>>| async move {
+                            let mut messages = Vec::new();
+                            while let Some(Proto(request)) = requests.message().await? {
+                                messages.push(request.message);
+                            }
+                            Ok(Proto(EchoReply {
+                                index: messages.len() as u32,
+                                message: messages.join(","),
+                                payload: Vec::new(),
+                            }))
+                        },
+                    )
+                    .handle_bidi_stream(
+                        "Echo.Bidi",
+                        |_ctx: Context, requests: Streaming<Proto<EchoRequest>>| async move {
+                            Ok(requests.enumerate().map(|(index, request)| {
+                                request.map(|r| Proto(stream_reply(&r, index as u32)))
+                            }))
+                        },
+                    ),
             )
             .build()?
             .start()
@@ -542,9 +550,9 @@ impl GrpcPeers {
                         call = call.address(address.clone());
                     }
                     async move {
-                        call.send_proto::<_, EchoReply>(&unary_request())
+                        call.send(&Proto(unary_request()))
                             .await
-                            .is_ok_and(|reply| reply.payload.len() == 16)
+                            .is_ok_and(|reply: Proto<EchoReply>| reply.payload.len() == 16)
                     }
                 })
                 .await

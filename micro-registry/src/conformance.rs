@@ -181,6 +181,14 @@ pub async fn register_then_lookup(registry: &dyn Registry) {
             request: Some("HelloRequest".to_owned()),
             response: Some("HelloReply".to_owned()),
             metadata: [("stream", "none")].into_iter().collect(),
+            // Every backend must carry the schemas a service describes its
+            // messages with (micro's `schema` feature).
+            request_schema: Some(serde_json::json!({
+                "type": "object",
+                "properties": { "name": { "type": "string" } },
+                "required": ["name"]
+            })),
+            response_schema: Some(serde_json::json!({ "type": "object" })),
         })
         .with_node(Node::new("greeter-1", "127.0.0.1:4001").with_metadata("zone", "a"));
     register(registry, &greeter).await;

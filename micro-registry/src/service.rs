@@ -107,6 +107,14 @@ pub struct Endpoint {
     /// Free-form key/value pairs (`stream=server`, ...).
     #[serde(default)]
     pub metadata: Metadata,
+    /// The JSON Schema of the request message, if the service described it
+    /// (micro's `schema` feature, `Endpoint::described`). Records written
+    /// before this field existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_schema: Option<serde_json::Value>,
+    /// The JSON Schema of the response message, if the service described it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<serde_json::Value>,
 }
 
 impl Endpoint {
@@ -117,6 +125,8 @@ impl Endpoint {
             request: None,
             response: None,
             metadata: Metadata::new(),
+            request_schema: None,
+            response_schema: None,
         }
     }
 }

@@ -39,6 +39,8 @@ fn greeter(name: &str) -> Service {
             request: Some("HelloRequest".to_owned()),
             response: Some("HelloReply".to_owned()),
             metadata: [("stream", "none")].into_iter().collect(),
+            request_schema: None,
+            response_schema: None,
         })
         .with_node(Node::new("greeter-1", "127.0.0.1:4001").with_metadata("zone", "a"))
 }

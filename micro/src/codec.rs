@@ -1,17 +1,47 @@
-//! Codecs: how messages become bytes and back, chosen by content type.
+//! Codecs: how messages become bytes and back.
 //!
-//! | content type | also accepted | encodes |
+//! Codecs are types. A handler, a call, a stream, a publisher and a
+//! subscriber each name their message types, and the types say how they
+//! cross the wire ([`Encode`], [`Decode`], together [`Codec`]):
+//!
+//! | message type | content type | also accepted |
 //! |---|---|---|
-//! | `application/json` (the default when none is given) | `text/json`, `application/*+json` | any serde type |
-//! | `application/msgpack` | `application/x-msgpack` | any serde type, structs as maps so other languages read field names |
-//! | `application/protobuf` | `application/x-protobuf` | [`prost::Message`] types |
-//! | `application/octet-stream` | | raw [`Bytes`], passed through unchanged |
+//! | any serde type (`T: Serialize` / `DeserializeOwned`) | `application/json` or `application/msgpack`, see below | `text/json`, `application/*+json`, `application/x-msgpack` |
+//! | [`Json<T>`] | `application/json` only (the default when none is given) | `text/json`, `application/*+json` |
+//! | [`MsgPack<T>`] | `application/msgpack` only, structs as maps so other languages read field names | `application/x-msgpack` |
+//! | [`Proto<T>`] ([`prost::Message`] types) | `application/protobuf` | `application/x-protobuf` |
+//! | [`Raw`] | `application/octet-stream`, bytes passed through unchanged | any, on the serving side |
+//! | a type of your own | what its [`Encode`]/[`Decode`] impls say | |
+//!
+//! # Choosing the codec
+//!
+//! A plain serde type is carried as JSON or MessagePack, chosen per message:
+//!
+//! - a handler (or subscriber) taking one reads the request in the content
+//!   type the request names (none, or an empty one, is JSON) and writes its
+//!   reply in the same one, so one handler serves JSON and MessagePack
+//!   callers alike;
+//! - a call sending one uses the call's content type
+//!   ([`CallBuilder::content_type`](crate::client::CallBuilder::content_type)),
+//!   else the client's ([`ClientBuilder::content_type`](crate::ClientBuilder::content_type),
+//!   JSON unless set); a reply is read in the content type the server
+//!   answers with.
+//!
+//! The wrappers pin one codec: a [`Json<T>`] handler refuses MessagePack and
+//! a [`MsgPack<T>`] call sends MessagePack whatever the client's default. A
+//! request in a content type the handler's type does not read is an
+//! [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) error
+//! naming the ones it does. A reply is written in the request's content type
+//! when the reply type writes it, else in the reply type's first.
 //!
 //! An empty JSON body reads as `null`, so endpoints taking `()` or an
 //! `Option` need none. Parameters such as `; charset=utf-8` are ignored and names are compared
 //! case-insensitively. Every failure is an [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
 //! error: a malformed body names the type it was decoded into (and, for JSON,
 //! the line and column), an unknown content type lists the supported ones.
+//!
+//! [`ContentType`] is the set of content types micro itself knows, with the
+//! serde encoders behind them:
 //!
 //! ```
 //! use micro::codec::ContentType;
@@ -26,6 +56,13 @@
 //! assert_eq!(msgpack, ContentType::MsgPack);
 //! # Ok::<(), micro::Error>(())
 //! ```
+
+mod message;
+mod wrappers;
+
+pub use message::{Codec, Decode, Encode, negotiate};
+pub(crate) use message::{encode_message, incoming_format, negotiate_request, reply_format};
+pub use wrappers::{Json, MsgPack, Proto, Raw};
 
 use std::{any::type_name, fmt};
 
@@ -197,7 +234,8 @@ impl fmt::Display for ContentType {
 }
 
 /// Encodes a protobuf message (`application/protobuf`).
-pub fn encode_proto<T: prost::Message>(message: &T) -> Bytes {
+#[cfg(test)]
+fn encode_proto<T: prost::Message>(message: &T) -> Bytes {
     Bytes::from(message.encode_to_vec())
 }
 
@@ -210,32 +248,13 @@ pub(crate) fn encode_proto_into<T: prost::Message>(message: &T, buffer: &mut Byt
 
 /// Decodes a protobuf message; malformed input is an `InvalidArgument` error
 /// naming the expected type.
-pub fn decode_proto<T: prost::Message + Default>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode_proto<T: prost::Message + Default>(bytes: &[u8]) -> Result<T> {
     T::decode(bytes).map_err(|err| {
         Error::invalid_argument(format!(
             "malformed {PROTOBUF} body for {}: {err}",
             type_name::<T>()
         ))
     })
-}
-
-/// Fails unless `content_type` is one of `accepted`, naming what the
-/// endpoint accepts. Used by handlers that take one specific codec.
-pub(crate) fn expect_one_of(
-    content_type: &str,
-    accepted: &[ContentType],
-    what: &str,
-) -> Result<ContentType> {
-    let parsed = ContentType::parse(content_type)?;
-    if accepted.contains(&parsed) {
-        return Ok(parsed);
-    }
-    let names: Vec<&str> = accepted.iter().map(|c| c.as_str()).collect();
-    Err(Error::invalid_argument(format!(
-        "{what} accepts {}, not {}",
-        names.join(" or "),
-        parsed
-    )))
 }
 
 #[cfg(test)]
@@ -393,16 +412,5 @@ mod tests {
         let err = decode_proto::<Ping>(&[0x0a, 0xff]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         assert!(err.message().contains("Ping"), "{err}");
-    }
-
-    #[test]
-    fn expect_one_of_names_what_is_accepted() {
-        let err = expect_one_of(JSON, &[ContentType::Protobuf], "endpoint X").unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-        assert!(err.message().contains(PROTOBUF), "{err}");
-        assert_eq!(
-            expect_one_of("application/x-protobuf", &[ContentType::Protobuf], "x").unwrap(),
-            ContentType::Protobuf
-        );
     }
 }

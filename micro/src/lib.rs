@@ -65,12 +65,13 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`Service`], [`ServiceBuilder`], [`RunningService`] | name, version, metadata, backends, handlers, subscribers, hooks; start/run/stop ([`service`]) |
-//! | [`Server`] | a router of typed handlers (`async fn(Context, Req) -> Result<Resp>`) and broker subscribers, usable on its own ([`server`]) |
+//! | [`Server`] | a router of typed handlers (`async fn(Context, Req) -> Result<Resp>`), streaming endpoints and broker subscribers, given to a service with [`ServiceBuilder::server`] or used on its own ([`server`]) |
+//! | [`Endpoint`] | an endpoint's name with its request and reply types, shared by server and client |
 //! | [`Client`] | calls by service name or address, publishes; selector, timeout, retries, tower layers ([`client`]) |
 //! | [`streaming`] | client-streaming, server-streaming and bidirectional calls of typed messages, with back-pressure, cancellation and deadlines |
 //! | [`Context`] | what a handler sees: service, endpoint, metadata, deadline, and a client that inherits them |
 //! | [`selector::Selector`] | random or round-robin choice of a node, filtered by version and metadata |
-//! | [`codec`] | JSON, MessagePack, protobuf and raw bytes, chosen by content type |
+//! | [`codec`] | codecs as types: serde (JSON or MessagePack), `Json<T>`, `MsgPack<T>`, `Proto<T>`, `Raw`, and the `Encode`/`Decode` traits for your own |
 //! | [`env`](mod@crate::env) | backend selection from `MICRO_*` environment variables |
 //! | [`registry`] | the `micro-registry` crate: the `Registry` trait and its backends |
 //! | [`sync`] | the `micro-sync` crate: distributed `Lock` and leader `Election`, backends memory (`sync-memory`, default), etcd (`sync-etcd`), NATS (`sync-nats`) |
@@ -79,11 +80,16 @@
 //! | [`config`] | the `micro-config` crate: a `Config` merged from sources (files, environment, flags, etcd, NATS KV, Consul KV), kept current; handlers read it through [`Context::config`] |
 //! | [`Error`], [`ErrorKind`] | one error type whose kinds map both ways onto HTTP and gRPC status codes |
 //!
-//! Handlers take and return any serde type (structs, tuples, `Vec`, maps,
-//! `Option`, `()`), or protobuf messages ([`ServiceBuilder::handle_proto`]),
-//! or raw bytes ([`ServiceBuilder::handle_raw`]). Requests and responses
-//! cross the transport as `tower::Service`s, so any tower layer wraps the
-//! server ([`ServiceBuilder::layer`]) or the client ([`ClientBuilder::layer`]).
+//! Codecs are types ([`codec`]): handlers take and return any serde type
+//! (structs, tuples, `Vec`, maps, `Option`, `()`; JSON or MessagePack, as
+//! the caller sends), or [`Json<T>`](codec::Json), [`MsgPack<T>`](codec::MsgPack),
+//! protobuf messages ([`Proto<T>`](codec::Proto)), raw bytes
+//! ([`Raw`](codec::Raw)), or a codec of your own; the same [`Server::handle`]
+//! and [`Client::call`] serve them all. A typed [`Endpoint`] constant names an
+//! endpoint with its request and reply types, shared by server and client so
+//! that a mismatch does not compile. Requests and responses cross the
+//! transport as `tower::Service`s, so any tower layer wraps the server
+//! ([`Server::layer`]) or the client ([`ClientBuilder::layer`]).
 //!
 //! What callers see when things go wrong, on every transport:
 //!
@@ -112,6 +118,7 @@
 //! | config | flags (clap), etcd, NATS KV, Consul KV | `config-flags`, `config-etcd`, `config-nats`, `config-consul` | no |
 //! | sync | memory locks and elections | `sync-memory` | yes |
 //! | sync | etcd, NATS KV | `sync-etcd`, `sync-nats` | no |
+//! | endpoints | JSON Schemas of typed endpoints' messages in the registry ([`Endpoint::described`], schemars 1) | `schema` | no |
 //!
 //! `full` turns on every feature.
 //!
@@ -142,12 +149,13 @@
 //! | re-registration interval | 10 s | [`ServiceBuilder::register_interval`] |
 //! | grace period for in-flight calls on stop | 10 s | [`ServiceBuilder::grace_period`] |
 //! | listen address | `127.0.0.1:0` (a free port) | [`ServiceBuilder::address`], `MICRO_TRANSPORT_ADDRESS` |
-//! | subscriber queue group | the service's name (one instance handles each message) | [`ServiceBuilder::subscribe_with`] |
-//! | content type | `application/json` | [`ClientBuilder::content_type`] |
+//! | subscriber queue group | the service's name (one instance handles each message) | [`Server::subscribe_with`] |
+//! | content type of serde requests | `application/json` | [`ClientBuilder::content_type`], [`client::CallBuilder::content_type`] |
 
 pub mod client;
 pub mod codec;
 mod context;
+mod endpoint;
 pub mod env;
 #[cfg(feature = "transport-grpc")]
 pub mod grpc;
@@ -160,6 +168,7 @@ pub mod sync_env;
 pub use client::{Client, ClientBuilder};
 pub use codec::ContentType;
 pub use context::{Context, is_propagated};
+pub use endpoint::Endpoint;
 pub use micro_broker as broker;
 pub use micro_broker::SubscribeOptions;
 pub use micro_config as config;

@@ -14,9 +14,12 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use common::{CountLayer, Kind, World};
-use micro::{Context, Error, ErrorKind, codec::ContentType, registry::Registry};
+use micro::{
+    Context, Endpoint, Error, ErrorKind,
+    codec::{ContentType, Proto, Raw},
+    registry::Registry,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,18 +242,21 @@ async fn every_serde_shape(kind: Kind) {
     running.stop().await.unwrap();
 }
 
+/// A protobuf endpoint, typed: the server and the client share it.
+const PING: Endpoint<Proto<ProtoPing>, Proto<ProtoPing>> = Endpoint::new("Bytes.Ping");
+
 async fn protobuf_and_raw(kind: Kind) {
     let world = World::new(kind);
     let running = world
         .service("bytes")
-        .handle_proto("Bytes.Ping", |_ctx, ping: ProtoPing| async move {
-            Ok(ProtoPing {
+        .handle(PING, |_ctx, Proto(ping)| async move {
+            Ok(Proto(ProtoPing {
                 text: ping.text.to_uppercase(),
                 count: ping.count + 1,
-            })
+            }))
         })
-        .handle_raw("Bytes.Reverse", |_ctx, body: Bytes| async move {
-            Ok(Bytes::from(body.iter().rev().copied().collect::<Vec<u8>>()))
+        .handle("Bytes.Reverse", |_ctx, body: Raw| async move {
+            Ok(Raw::from(body.iter().rev().copied().collect::<Vec<u8>>()))
         })
         .build()
         .unwrap()
@@ -258,14 +264,14 @@ async fn protobuf_and_raw(kind: Kind) {
         .await
         .unwrap();
     let client = world.client();
-    let pong: ProtoPing = client
-        .call_proto(
+    let Proto(pong) = client
+        .call(
             "bytes",
-            "Bytes.Ping",
-            &ProtoPing {
+            PING,
+            &Proto(ProtoPing {
                 text: "hi".into(),
                 count: 1,
-            },
+            }),
         )
         .await
         .unwrap();
@@ -276,12 +282,8 @@ async fn protobuf_and_raw(kind: Kind) {
             count: 2
         }
     );
-    let reversed = client
-        .call_raw(
-            "bytes",
-            "Bytes.Reverse",
-            Bytes::from_static(b"\x00\x01\xff"),
-        )
+    let reversed: Raw = client
+        .call("bytes", "Bytes.Reverse", &Raw::from(&b"\x00\x01\xff"[..]))
         .await
         .unwrap();
     assert_eq!(&reversed[..], b"\xff\x01\x00");
@@ -305,9 +307,9 @@ async fn malformed_json_is_invalid_argument(kind: Kind) {
     let running = greeter(&world).build().unwrap().start().await.unwrap();
     let err = world
         .client()
-        .request("greeter", "Greeter.Hello")
+        .request::<_, Raw>("greeter", "Greeter.Hello")
         .content_type(ContentType::Json)
-        .send_raw(Bytes::from_static(b"{\"name\":"))
+        .send(&Raw::from(&b"{\"name\":"[..]))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
@@ -382,9 +384,9 @@ async fn call_past_its_deadline_times_out_and_the_server_keeps_serving(kind: Kin
         .unwrap();
     let client = world.client();
     let err = client
-        .request("greeter", "Greeter.Slow")
+        .request::<_, ()>("greeter", "Greeter.Slow")
         .timeout(Duration::from_millis(200))
-        .send::<_, ()>(&())
+        .send(&())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
@@ -433,9 +435,9 @@ async fn retryable_errors_are_retried_and_others_are_not(kind: Kind) {
     // With retries off, the first Unavailable is the answer.
     flaky_attempts.store(0, Ordering::SeqCst);
     let err = client
-        .request("flaky", "Flaky.Call")
+        .request::<_, usize>("flaky", "Flaky.Call")
         .retries(0)
-        .send::<_, usize>(&())
+        .send(&())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
@@ -484,7 +486,7 @@ async fn tower_layers_on_server_and_client_see_every_call(kind: Kind) {
     let server_layer = CountLayer::default();
     let client_layer = CountLayer::default();
     let running = greeter(&world)
-        .layer(server_layer.clone())
+        .server(micro::Server::new().layer(server_layer.clone()))
         .build()
         .unwrap()
         .start()

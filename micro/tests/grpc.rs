@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use micro::{
     Context, Error, ErrorKind, RunningService, Selector, Service,
+    codec::Proto,
     env::EnvConfig,
     grpc::GrpcChannel,
     registry::{Node, RegisterOptions, Registry, memory::MemoryRegistry},
@@ -36,13 +37,13 @@ async fn start(registry: &MemoryRegistry, transport: &GrpcTransport) -> RunningS
     Service::builder("echo")
         .registry(registry.clone())
         .transport(transport.clone())
-        .handle_proto(
+        .handle(
             "Echo.Unary",
-            |ctx: Context, request: EchoRequest| async move {
+            |ctx: Context, Proto(request): Proto<EchoRequest>| async move {
                 if let Some(kind) = request.message.strip_prefix("fail:") {
                     return Err(Error::new(ErrorKind::from_name(kind), "asked to fail"));
                 }
-                Ok(EchoReply {
+                Ok(Proto(EchoReply {
                     message: format!(
                         "{} trace={} deadline={}",
                         request.message,
@@ -51,7 +52,7 @@ async fn start(registry: &MemoryRegistry, transport: &GrpcTransport) -> RunningS
                     ),
                     payload: request.payload,
                     index: 0,
-                })
+                }))
             },
         )
         .handle("Greeter.Hello", |_ctx, hello: Hello| async move {
@@ -120,9 +121,9 @@ async fn a_tonic_client_reaches_micro_handlers_by_service_name() {
         .await
         .unwrap();
     assert_eq!(greeting, "Hello, Ada");
-    let reply: EchoReply = running
+    let Proto(reply): Proto<EchoReply> = running
         .client()
-        .call_proto("echo", "Echo.Unary", &echo_request("proto"))
+        .call("echo", "Echo.Unary", &Proto(echo_request("proto")))
         .await
         .unwrap();
     assert!(reply.message.starts_with("proto "), "{}", reply.message);
@@ -282,7 +283,7 @@ async fn messages_over_the_limit_are_resource_exhausted() {
     };
     let err = running
         .client()
-        .call_proto::<_, EchoReply>("echo", "Echo.Unary", &big)
+        .call::<_, Proto<EchoReply>>("echo", "Echo.Unary", &Proto(big.clone()))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");

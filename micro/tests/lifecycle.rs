@@ -77,11 +77,11 @@ async fn stop_drains_in_flight_calls_after_deregistering(kind: Kind) {
 
     // Stopped means stopped: the address no longer answers.
     let err = client
-        .request("", "Slow.Wait")
+        .request::<_, String>("", "Slow.Wait")
         .address(address)
         .retries(0)
         .timeout(Duration::from_secs(2))
-        .send::<_, String>(&())
+        .send(&())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");

@@ -109,7 +109,7 @@ async fn python_publishes_to_micro_and_subscribes_to_micro() {
     // A micro service handling what Python publishes.
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let service = Service::builder("interop-inbox")
-        .subscribe(
+        .server(micro::Server::new().subscribe(
             "interop.py_to_micro.password_changed",
             move |ctx, event: PasswordChanged| {
                 let events_tx = events_tx.clone();
@@ -118,7 +118,7 @@ async fn python_publishes_to_micro_and_subscribes_to_micro() {
                     Ok(())
                 }
             },
-        )
+        ))
         .build_from(&env_for(&url));
     let service = match service {
         Ok(service) => service,

@@ -45,7 +45,7 @@ async fn ordered_entries_through_a_service(broker: DynBroker, registry: MemoryRe
         .registry(registry.clone())
         .broker(broker.clone())
         .transport(MemoryTransport::isolated())
-        .subscribe_ordered(
+        .server(micro::Server::new().subscribe_ordered(
             TOPIC,
             KeyedOrder::by(|entry: &Entry| entry.account).concurrency(4),
             move |_ctx: Context, entry: Entry| {
@@ -77,7 +77,7 @@ async fn ordered_entries_through_a_service(broker: DynBroker, registry: MemoryRe
                     Ok(())
                 }
             },
-        )
+        ))
         .build()
         .unwrap()
         .start()

@@ -45,14 +45,17 @@ async fn email_instance(
 ) -> micro::RunningService {
     world
         .service("email")
-        .subscribe(TOPIC, move |ctx: Context, event: PasswordChanged| {
-            let seen = seen.clone();
-            async move {
-                assert_eq!(ctx.endpoint(), TOPIC);
-                seen.send((instance, event.user_id))
-                    .map_err(|_| Error::internal("test ended"))
-            }
-        })
+        .server(micro::Server::new().subscribe(
+            TOPIC,
+            move |ctx: Context, event: PasswordChanged| {
+                let seen = seen.clone();
+                async move {
+                    assert_eq!(ctx.endpoint(), TOPIC);
+                    seen.send((instance, event.user_id))
+                        .map_err(|_| Error::internal("test ended"))
+                }
+            },
+        ))
         .build()
         .unwrap()
         .start()
@@ -69,7 +72,7 @@ async fn instances_of_a_service_share_each_message(kind: Kind) {
     let (audit_tx, mut audit_rx) = mpsc::unbounded_channel();
     let audit = world
         .service("audit")
-        .subscribe_with(
+        .server(micro::Server::new().subscribe_with(
             TOPIC,
             SubscribeOptions::fanout(),
             move |_ctx, event: PasswordChanged| {
@@ -80,7 +83,7 @@ async fn instances_of_a_service_share_each_message(kind: Kind) {
                         .map_err(|_| Error::internal("test ended"))
                 }
             },
-        )
+        ))
         .build()
         .unwrap()
         .start()
@@ -122,18 +125,20 @@ async fn a_failed_message_is_redelivered(kind: Kind) {
     let failed_once = Arc::new(AtomicBool::new(false));
     let running = world
         .service("flaky-consumer")
-        .subscribe(TOPIC, move |_ctx, event: PasswordChanged| {
-            let seen = seen_tx.clone();
-            let failed_once = failed_once.clone();
-            async move {
-                seen.send(event.user_id)
-                    .map_err(|_| Error::internal("test ended"))?;
-                if !failed_once.swap(true, Ordering::SeqCst) {
-                    return Err(Error::unavailable("not now"));
+        .server(
+            micro::Server::new().subscribe(TOPIC, move |_ctx, event: PasswordChanged| {
+                let seen = seen_tx.clone();
+                let failed_once = failed_once.clone();
+                async move {
+                    seen.send(event.user_id)
+                        .map_err(|_| Error::internal("test ended"))?;
+                    if !failed_once.swap(true, Ordering::SeqCst) {
+                        return Err(Error::unavailable("not now"));
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        })
+            }),
+        )
         .build()
         .unwrap()
         .start()

@@ -16,8 +16,8 @@ use std::{
 use common::{Kind, WAIT, World};
 use futures::{StreamExt, TryStreamExt};
 use micro::{
-    Context, Error, ErrorKind,
-    codec::ContentType,
+    Context, Endpoint, Error, ErrorKind,
+    codec::{ContentType, Proto},
     registry::Registry,
     streaming::{self, Streaming},
 };
@@ -52,6 +52,11 @@ struct Total {
     bytes: u64,
 }
 
+/// The protobuf endpoints, typed: client and server share them.
+const UPLOAD: Endpoint<Proto<Chunk>, Proto<Total>> = Endpoint::new("Files.Upload");
+const DOWNLOAD: Endpoint<Proto<Total>, Proto<Chunk>> = Endpoint::new("Files.Download");
+const ECHO: Endpoint<Proto<Chunk>, Proto<Chunk>> = Endpoint::new("Files.Echo");
+
 async fn within<F: std::future::Future>(future: F) -> F::Output {
     tokio::time::timeout(WAIT, future)
         .await
@@ -59,47 +64,45 @@ async fn within<F: std::future::Future>(future: F) -> F::Output {
 }
 
 fn sensors(world: &World) -> micro::ServiceBuilder {
-    world
-        .service("sensors")
-        .handle_client_stream(
-            "Sensors.Summarize",
-            |_ctx, mut readings: Streaming<Reading>| async move {
-                let (mut count, mut sum) = (0u64, 0.0);
-                while let Some(reading) = readings.message().await? {
-                    count += 1;
-                    sum += reading.value;
-                }
-                Ok(Summary {
-                    count,
-                    mean: sum / count.max(1) as f64,
-                })
-            },
-        )
-        .handle_server_stream("Sensors.Replay", |_ctx, count: u64| async move {
-            Ok(futures::stream::iter((0..count).map(|i| {
-                Ok(Reading {
-                    sensor: format!("s{i}"),
-                    value: i as f64,
-                })
-            })))
-        })
-        .handle_bidi_stream(
-            "Sensors.Scale",
-            |ctx: Context, readings: Streaming<Reading>| async move {
-                let factor: f64 = ctx
-                    .metadata()
-                    .get("factor")
-                    .and_then(|factor| factor.parse().ok())
-                    .unwrap_or(1.0);
-                Ok(readings.map_ok(move |reading| Reading {
-                    value: reading.value * factor,
-                    ..reading
-                }))
-            },
-        )
-        .handle_client_stream_proto(
-            "Files.Upload",
-            |_ctx, chunks: Streaming<Chunk>| async move {
+    world.service("sensors").server(
+        micro::Server::new()
+            .handle_client_stream(
+                "Sensors.Summarize",
+                |_ctx, mut readings: Streaming<Reading>| async move {
+                    let (mut count, mut sum) = (0u64, 0.0);
+                    while let Some(reading) = readings.message().await? {
+                        count += 1;
+                        sum += reading.value;
+                    }
+                    Ok(Summary {
+                        count,
+                        mean: sum / count.max(1) as f64,
+                    })
+                },
+            )
+            .handle_server_stream("Sensors.Replay", |_ctx, count: u64| async move {
+                Ok(futures::stream::iter((0..count).map(|i| {
+                    Ok(Reading {
+                        sensor: format!("s{i}"),
+                        value: i as f64,
+                    })
+                })))
+            })
+            .handle_bidi_stream(
+                "Sensors.Scale",
+                |ctx: Context, readings: Streaming<Reading>| async move {
+                    let factor: f64 = ctx
+                        .metadata()
+                        .get("factor")
+                        .and_then(|factor| factor.parse().ok())
+                        .unwrap_or(1.0);
+                    Ok(readings.map_ok(move |reading| Reading {
+                        value: reading.value * factor,
+                        ..reading
+                    }))
+                },
+            )
+            .handle_client_stream(UPLOAD, |_ctx, chunks| async move {
                 let mut expected = 0;
                 let mut total = Total::default();
                 let mut chunks = std::pin::pin!(chunks);
@@ -111,20 +114,18 @@ fn sensors(world: &World) -> micro::ServiceBuilder {
                     total.chunks += 1;
                     total.bytes += chunk.data.len() as u64;
                 }
-                Ok(total)
-            },
-        )
-        .handle_server_stream_proto("Files.Download", |_ctx, total: Total| async move {
-            Ok(futures::stream::iter((0..total.chunks).map(move |index| {
-                Ok(Chunk {
-                    index,
-                    data: vec![index as u8; total.bytes as usize],
-                })
-            })))
-        })
-        .handle_bidi_stream_proto("Files.Echo", |_ctx, chunks: Streaming<Chunk>| async move {
-            Ok(chunks)
-        })
+                Ok(Proto(total))
+            })
+            .handle_server_stream(DOWNLOAD, |_ctx, Proto(total)| async move {
+                Ok(futures::stream::iter((0..total.chunks).map(move |index| {
+                    Ok(Proto(Chunk {
+                        index,
+                        data: vec![index as u8; total.bytes as usize],
+                    }))
+                })))
+            })
+            .handle_bidi_stream(ECHO, |_ctx, chunks| async move { Ok(chunks) }),
+    )
 }
 
 async fn the_three_shapes_carry_serde_messages(kind: Kind) {
@@ -173,9 +174,9 @@ async fn the_three_shapes_carry_serde_messages(kind: Kind) {
     let (sender, requests) = streaming::channel(1);
     let mut replies = within(
         client
-            .request("sensors", "Sensors.Scale")
+            .request::<Reading, Reading>("sensors", "Sensors.Scale")
             .metadata("factor", "10")
-            .bidi_stream::<Reading, Reading, _>(requests),
+            .bidi_stream(requests),
     )
     .await
     .unwrap();
@@ -200,15 +201,15 @@ async fn the_three_shapes_carry_protobuf_messages(kind: Kind) {
     let client = world.client();
 
     let chunks = (0..50).map(|index| {
-        Ok(Chunk {
+        Ok(Proto(Chunk {
             index,
             data: vec![7; 1000],
-        })
+        }))
     });
-    let total: Total = within(
+    let Proto(total) = within(
         client
-            .request("sensors", "Files.Upload")
-            .client_stream_proto(futures::stream::iter(chunks)),
+            .request("sensors", UPLOAD)
+            .client_stream(futures::stream::iter(chunks)),
     )
     .await
     .unwrap();
@@ -220,20 +221,20 @@ async fn the_three_shapes_carry_protobuf_messages(kind: Kind) {
         }
     );
 
-    let downloaded: Vec<Chunk> = within(async {
+    let downloaded: Vec<Proto<Chunk>> = within(async {
         client
-            .request("sensors", "Files.Download")
-            .server_stream_proto(&Total {
+            .request("sensors", DOWNLOAD)
+            .server_stream(&Proto(Total {
                 chunks: 3,
                 bytes: 2,
-            })
+            }))
             .await?
             .try_collect()
             .await
     })
     .await
     .unwrap();
-    let data: Vec<Vec<u8>> = downloaded.into_iter().map(|c| c.data).collect();
+    let data: Vec<Vec<u8>> = downloaded.into_iter().map(|c| c.0.data).collect();
     assert_eq!(data, [vec![0, 0], vec![1, 1], vec![2, 2]]);
 
     let sent: Vec<Chunk> = (0..10)
@@ -242,17 +243,25 @@ async fn the_three_shapes_carry_protobuf_messages(kind: Kind) {
             data: index.to_be_bytes().to_vec(),
         })
         .collect();
-    let echoed: Vec<Chunk> = within(async {
+    let echoed: Vec<Proto<Chunk>> = within(async {
         client
-            .request("sensors", "Files.Echo")
-            .bidi_stream_proto(futures::stream::iter(sent.clone().into_iter().map(Ok)))
+            .request("sensors", ECHO)
+            .bidi_stream(futures::stream::iter(
+                sent.clone().into_iter().map(|chunk| Ok(Proto(chunk))),
+            ))
             .await?
             .try_collect()
             .await
     })
     .await
     .unwrap();
-    assert_eq!(echoed, sent);
+    assert_eq!(
+        echoed
+            .into_iter()
+            .map(Proto::into_inner)
+            .collect::<Vec<_>>(),
+        sent
+    );
 
     // The registry tells streaming endpoints apart.
     let services = world.registry.get_service("sensors").await.unwrap();
@@ -273,24 +282,27 @@ async fn errors_inside_streams_keep_their_kind(kind: Kind) {
     let world = World::new(kind);
     let running = world
         .service("faulty")
-        .handle_server_stream("Faulty.Replies", |_ctx, (): ()| async move {
-            let replies = [
-                Ok(1u32),
-                Ok(2),
-                Err(Error::new(ErrorKind::DataLoss, "lost the rest")),
-                Ok(3),
-            ];
-            Ok(futures::stream::iter(replies))
-        })
-        .handle_client_stream(
-            "Faulty.Count",
-            |_ctx, mut numbers: Streaming<u32>| async move {
-                let mut count = 0u32;
-                while numbers.message().await?.is_some() {
-                    count += 1;
-                }
-                Ok(count)
-            },
+        .server(
+            micro::Server::new()
+                .handle_server_stream("Faulty.Replies", |_ctx, (): ()| async move {
+                    let replies = [
+                        Ok(1u32),
+                        Ok(2),
+                        Err(Error::new(ErrorKind::DataLoss, "lost the rest")),
+                        Ok(3),
+                    ];
+                    Ok(futures::stream::iter(replies))
+                })
+                .handle_client_stream(
+                    "Faulty.Count",
+                    |_ctx, mut numbers: Streaming<u32>| async move {
+                        let mut count = 0u32;
+                        while numbers.message().await?.is_some() {
+                            count += 1;
+                        }
+                        Ok(count)
+                    },
+                ),
         )
         .build()
         .unwrap()
@@ -301,8 +313,8 @@ async fn errors_inside_streams_keep_their_kind(kind: Kind) {
 
     let mut replies = within(
         client
-            .request("faulty", "Faulty.Replies")
-            .server_stream::<_, u32>(&()),
+            .request::<_, u32>("faulty", "Faulty.Replies")
+            .server_stream(&()),
     )
     .await
     .unwrap();
@@ -324,8 +336,8 @@ async fn errors_inside_streams_keep_their_kind(kind: Kind) {
     ]);
     let err = within(
         client
-            .request("faulty", "Faulty.Count")
-            .client_stream::<_, u32, _>(numbers),
+            .request::<_, u32>("faulty", "Faulty.Count")
+            .client_stream(numbers),
     )
     .await
     .unwrap_err();
@@ -335,8 +347,8 @@ async fn errors_inside_streams_keep_their_kind(kind: Kind) {
     let strings = futures::stream::iter([Ok("not a number".to_owned())]);
     let err = within(
         client
-            .request("faulty", "Faulty.Count")
-            .client_stream::<_, u32, _>(strings),
+            .request::<_, u32>("faulty", "Faulty.Count")
+            .client_stream(strings),
     )
     .await
     .unwrap_err();
@@ -349,23 +361,25 @@ async fn dropping_the_replies_cancels_the_handler(kind: Kind) {
     let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
     let running = world
         .service("ticker")
-        .handle_server_stream("Ticker.Ticks", move |_ctx, (): ()| {
-            let stopped = stopped_tx.clone();
-            async move {
-                let (sender, ticks) = streaming::channel(1);
-                tokio::spawn(async move {
-                    let mut tick = 0u64;
-                    let outcome = loop {
-                        if let Err(err) = sender.send(tick).await {
-                            break err;
-                        }
-                        tick += 1;
-                    };
-                    let _ = stopped.send((tick, outcome.kind()));
-                });
-                Ok(ticks)
-            }
-        })
+        .server(
+            micro::Server::new().handle_server_stream("Ticker.Ticks", move |_ctx, (): ()| {
+                let stopped = stopped_tx.clone();
+                async move {
+                    let (sender, ticks) = streaming::channel(1);
+                    tokio::spawn(async move {
+                        let mut tick = 0u64;
+                        let outcome = loop {
+                            if let Err(err) = sender.send(tick).await {
+                                break err;
+                            }
+                            tick += 1;
+                        };
+                        let _ = stopped.send((tick, outcome.kind()));
+                    });
+                    Ok(ticks)
+                }
+            }),
+        )
         .build()
         .unwrap()
         .start()
@@ -374,8 +388,8 @@ async fn dropping_the_replies_cancels_the_handler(kind: Kind) {
     let mut ticks = within(
         world
             .client()
-            .request("ticker", "Ticker.Ticks")
-            .server_stream::<_, u64>(&()),
+            .request::<_, u64>("ticker", "Ticker.Ticks")
+            .server_stream(&()),
     )
     .await
     .unwrap();
@@ -393,14 +407,14 @@ async fn a_handler_that_stops_reading_cancels_the_caller(kind: Kind) {
     let world = World::new(kind);
     let running = world
         .service("sampler")
-        .handle_client_stream(
+        .server(micro::Server::new().handle_client_stream(
             "Sampler.FirstTwo",
             |_ctx, mut numbers: Streaming<u64>| async move {
                 let first = numbers.message().await?.unwrap_or_default();
                 let second = numbers.message().await?.unwrap_or_default();
                 Ok(first + second)
             },
-        )
+        ))
         .build()
         .unwrap()
         .start()
@@ -437,7 +451,7 @@ async fn a_caller_that_gives_up_cancels_the_handler(kind: Kind) {
     let entered = Arc::new(Notify::new());
     let running = world
         .service("sink")
-        .handle_client_stream("Sink.Drain", {
+        .server(micro::Server::new().handle_client_stream("Sink.Drain", {
             let entered = entered.clone();
             move |_ctx, mut numbers: Streaming<u64>| {
                 let guard = DropSignal(dropped_tx.clone());
@@ -452,7 +466,7 @@ async fn a_caller_that_gives_up_cancels_the_handler(kind: Kind) {
                     Ok(count)
                 }
             }
-        })
+        }))
         .build()
         .unwrap()
         .start()
@@ -462,8 +476,8 @@ async fn a_caller_that_gives_up_cancels_the_handler(kind: Kind) {
     let client = world.client();
     let call = tokio::spawn(async move {
         client
-            .request("sink", "Sink.Drain")
-            .client_stream::<_, u64, _>(numbers)
+            .request::<_, u64>("sink", "Sink.Drain")
+            .client_stream(numbers)
             .await
     });
     within(sender.send(1)).await.unwrap();
@@ -491,19 +505,21 @@ async fn a_slow_reader_holds_the_producer_back(kind: Kind) {
     let produced = Arc::new(AtomicU64::new(0));
     let running = world
         .service("firehose")
-        .handle_server_stream("Firehose.Blobs", {
-            let produced = produced.clone();
-            move |_ctx, (): ()| {
+        .server(
+            micro::Server::new().handle_server_stream("Firehose.Blobs", {
                 let produced = produced.clone();
-                async move {
-                    let blob = "x".repeat(64 * 1024);
-                    Ok(futures::stream::repeat_with(move || {
-                        produced.fetch_add(1, Ordering::SeqCst);
-                        Ok(blob.clone())
-                    }))
+                move |_ctx, (): ()| {
+                    let produced = produced.clone();
+                    async move {
+                        let blob = "x".repeat(64 * 1024);
+                        Ok(futures::stream::repeat_with(move || {
+                            produced.fetch_add(1, Ordering::SeqCst);
+                            Ok(blob.clone())
+                        }))
+                    }
                 }
-            }
-        })
+            }),
+        )
         .build()
         .unwrap()
         .start()
@@ -512,8 +528,8 @@ async fn a_slow_reader_holds_the_producer_back(kind: Kind) {
     let mut blobs = within(
         world
             .client()
-            .request("firehose", "Firehose.Blobs")
-            .server_stream::<_, String>(&()),
+            .request::<_, String>("firehose", "Firehose.Blobs")
+            .server_stream(&()),
     )
     .await
     .unwrap();
@@ -560,18 +576,21 @@ async fn a_stream_past_its_deadline_is_timeout(kind: Kind) {
     let (dropped_tx, mut dropped) = mpsc::unbounded_channel::<()>();
     let running = world
         .service("slow")
-        .handle_server_stream("Slow.Trickle", |_ctx, (): ()| async move {
-            let first = futures::stream::once(async { Ok(1u32) });
-            Ok(first.chain(futures::stream::pending()))
-        })
-        .handle_client_stream("Slow.Wait", move |_ctx, mut numbers: Streaming<u32>| {
-            let guard = DropSignal(dropped_tx.clone());
-            async move {
-                let _guard = guard;
-                while numbers.message().await?.is_some() {}
-                Ok(0u32)
-            }
-        })
+        .server(
+            micro::Server::new()
+                .handle_server_stream("Slow.Trickle", |_ctx, (): ()| async move {
+                    let first = futures::stream::once(async { Ok(1u32) });
+                    Ok(first.chain(futures::stream::pending()))
+                })
+                .handle_client_stream("Slow.Wait", move |_ctx, mut numbers: Streaming<u32>| {
+                    let guard = DropSignal(dropped_tx.clone());
+                    async move {
+                        let _guard = guard;
+                        while numbers.message().await?.is_some() {}
+                        Ok(0u32)
+                    }
+                }),
+        )
         .build()
         .unwrap()
         .start()
@@ -581,9 +600,9 @@ async fn a_stream_past_its_deadline_is_timeout(kind: Kind) {
 
     let mut trickle = within(
         client
-            .request("slow", "Slow.Trickle")
+            .request::<_, u32>("slow", "Slow.Trickle")
             .timeout(Duration::from_millis(300))
-            .server_stream::<_, u32>(&()),
+            .server_stream(&()),
     )
     .await
     .unwrap();
@@ -596,9 +615,9 @@ async fn a_stream_past_its_deadline_is_timeout(kind: Kind) {
     within(sender.send(1)).await.unwrap();
     let err = within(
         client
-            .request("slow", "Slow.Wait")
+            .request::<_, u32>("slow", "Slow.Wait")
             .timeout(Duration::from_millis(300))
-            .client_stream::<_, u32, _>(numbers),
+            .client_stream(numbers),
     )
     .await
     .unwrap_err();
@@ -613,7 +632,7 @@ async fn the_client_timeout_bounds_opening_not_the_stream(kind: Kind) {
     let release = Arc::new(Notify::new());
     let running = world
         .service("patient")
-        .handle_server_stream("Patient.Two", {
+        .server(micro::Server::new().handle_server_stream("Patient.Two", {
             let release = release.clone();
             move |_ctx, (): ()| {
                 let release = release.clone();
@@ -626,7 +645,7 @@ async fn the_client_timeout_bounds_opening_not_the_stream(kind: Kind) {
                     Ok(first.chain(second))
                 }
             }
-        })
+        }))
         .build()
         .unwrap()
         .start()
@@ -641,8 +660,8 @@ async fn the_client_timeout_bounds_opening_not_the_stream(kind: Kind) {
         .unwrap();
     let mut two = within(
         client
-            .request("patient", "Patient.Two")
-            .server_stream::<_, u32>(&()),
+            .request::<_, u32>("patient", "Patient.Two")
+            .server_stream(&()),
     )
     .await
     .unwrap();
@@ -656,8 +675,8 @@ async fn the_client_timeout_bounds_opening_not_the_stream(kind: Kind) {
     // Opening is: an unknown service fails within the timeout, not never.
     let err = within(
         client
-            .request("nobody", "Nobody.Home")
-            .server_stream::<_, u32>(&()),
+            .request::<_, u32>("nobody", "Nobody.Home")
+            .server_stream(&()),
     )
     .await
     .unwrap_err();

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use micro::{
-    Context, Error, ErrorKind, Result, ServiceBuilder,
+    Context, Endpoint, Error, ErrorKind, Result, Server, ServiceBuilder,
+    codec::Proto,
     streaming::{self, Sender, Streaming},
 };
 
@@ -17,14 +18,14 @@ use crate::{
 
 /// The ingest endpoint: a bidirectional stream of [`Chunk`]s in and
 /// [`Progress`] out.
-pub const UPLOAD: &str = "Ingest.Upload";
+pub const UPLOAD: Endpoint<Proto<Chunk>, Proto<Progress>> = Endpoint::new("Ingest.Upload");
 /// The ports endpoint: a client stream of [`Port`]s, answered with an [`UpsertSummary`].
-pub const UPSERT: &str = "Ports.Upsert";
+pub const UPSERT: Endpoint<Proto<Port>, Proto<UpsertSummary>> = Endpoint::new("Ports.Upsert");
 /// The average endpoint: a client stream of [`Port`]s, answered with the
 /// [`Mean`] latitude of those with coordinates.
-pub const AVERAGE: &str = "Average.Latitude";
+pub const AVERAGE: Endpoint<Proto<Port>, Proto<Mean>> = Endpoint::new("Average.Latitude");
 /// The average service's mean over every stream it has seen.
-pub const AVERAGE_TOTAL: &str = "Average.Total";
+pub const AVERAGE_TOTAL: Endpoint<Proto<Mean>, Proto<Mean>> = Endpoint::new("Average.Total");
 
 /// How many records the ports service commits per transaction.
 pub const BATCH: usize = 1000;
@@ -40,7 +41,12 @@ pub enum Target {
 }
 
 impl Target {
-    fn call(&self, client: &micro::Client, endpoint: &str) -> micro::client::CallBuilder {
+    /// A call of `endpoint` on this target.
+    pub fn call<Req, Resp>(
+        &self,
+        client: &micro::Client,
+        endpoint: Endpoint<Req, Resp>,
+    ) -> micro::client::CallBuilder<Req, Resp> {
         match self {
             Target::Service(name) => client.request(name.clone(), endpoint),
             Target::Address(address) => client.request("", endpoint).address(address.clone()),
@@ -50,20 +56,25 @@ impl Target {
 
 /// Adds the ports endpoint, storing into `store`, to `service`.
 pub fn ports(service: ServiceBuilder, store: Store) -> ServiceBuilder {
-    service.handle_client_stream_proto(UPSERT, move |_ctx, ports: Streaming<Port>| {
-        let store = store.clone();
-        upsert_all(store, ports)
-    })
+    service.server(
+        Server::new().handle_client_stream(UPSERT, move |_ctx, ports| {
+            let store = store.clone();
+            upsert_all(store, ports)
+        }),
+    )
 }
 
 /// Commits the stream in batches. When the stream fails part-way, what
 /// arrived before the failure is still committed, then the error returned.
-async fn upsert_all(store: Store, mut ports: Streaming<Port>) -> Result<UpsertSummary> {
+async fn upsert_all(
+    store: Store,
+    mut ports: Streaming<Proto<Port>>,
+) -> Result<Proto<UpsertSummary>> {
     let mut summary = UpsertSummary::default();
     let mut batch = Vec::with_capacity(BATCH);
     let failure = loop {
         match ports.message().await {
-            Ok(Some(port)) => {
+            Ok(Some(Proto(port))) => {
                 batch.push(port);
                 if batch.len() == BATCH {
                     summary.upserted += store.upsert(&batch).await?;
@@ -81,7 +92,7 @@ async fn upsert_all(store: Store, mut ports: Streaming<Port>) -> Result<UpsertSu
     }
     match failure {
         Some(err) => Err(err),
-        None => Ok(summary),
+        None => Ok(Proto(summary)),
     }
 }
 
@@ -112,12 +123,12 @@ impl RunningMean {
 pub fn average(service: ServiceBuilder) -> ServiceBuilder {
     let total = Arc::new(Mutex::new(RunningMean::default()));
     let all = total.clone();
-    service
-        .handle_client_stream_proto(AVERAGE, move |_ctx, mut ports: Streaming<Port>| {
+    let server = Server::new()
+        .handle_client_stream(AVERAGE, move |_ctx, mut ports: Streaming<Proto<Port>>| {
             let total = total.clone();
             async move {
                 let mut mean = RunningMean::default();
-                while let Some(port) = ports.message().await? {
+                while let Some(Proto(port)) = ports.message().await? {
                     if let Some(latitude) = port.latitude() {
                         mean.add(latitude);
                         total
@@ -126,18 +137,20 @@ pub fn average(service: ServiceBuilder) -> ServiceBuilder {
                             .add(latitude);
                     }
                 }
-                Ok(mean.to_message())
+                Ok(Proto(mean.to_message()))
             }
         })
-        .handle_proto(AVERAGE_TOTAL, move |_ctx, _: Mean| {
+        .handle(AVERAGE_TOTAL, move |_ctx, _| {
             let all = all.clone();
             async move {
-                Ok(all
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .to_message())
+                Ok(Proto(
+                    all.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .to_message(),
+                ))
             }
-        })
+        });
+    service.server(server)
 }
 
 /// Where ingest sends records.
@@ -164,36 +177,33 @@ impl Default for IngestConfig {
 /// Adds the ingest endpoint to `service`.
 pub fn ingest(service: ServiceBuilder, config: IngestConfig) -> ServiceBuilder {
     let config = Arc::new(config);
-    service.handle_bidi_stream_proto(UPLOAD, move |ctx: Context, chunks: Streaming<Chunk>| {
-        let config = config.clone();
-        async move {
-            let (progress, replies) = streaming::channel(16);
-            tokio::spawn(run_ingest(ctx, config, chunks, progress));
-            Ok(replies)
-        }
-    })
+    service.server(
+        Server::new().handle_bidi_stream(UPLOAD, move |ctx: Context, chunks| {
+            let config = config.clone();
+            async move {
+                let (progress, replies) = streaming::channel(16);
+                tokio::spawn(run_ingest(ctx, config, chunks, progress));
+                Ok(replies)
+            }
+        }),
+    )
 }
 
 async fn run_ingest(
     ctx: Context,
     config: Arc<IngestConfig>,
-    chunks: Streaming<Chunk>,
-    progress: Sender<Progress>,
+    chunks: Streaming<Proto<Chunk>>,
+    progress: Sender<Proto<Progress>>,
 ) {
     let client = ctx.client();
-    let (to_ports, ports_in) = streaming::channel::<Port>(256);
-    let (to_average, average_in) = streaming::channel::<Port>(256);
-    let stored = tokio::spawn(
-        config
-            .ports
-            .call(&client, UPSERT)
-            .client_stream_proto::<_, UpsertSummary, _>(ports_in),
-    );
+    let (to_ports, ports_in) = streaming::channel::<Proto<Port>>(256);
+    let (to_average, average_in) = streaming::channel::<Proto<Port>>(256);
+    let stored = tokio::spawn(config.ports.call(&client, UPSERT).client_stream(ports_in));
     let averaged = tokio::spawn(
         config
             .average
             .call(&client, AVERAGE)
-            .client_stream_proto::<_, Mean, _>(average_in),
+            .client_stream(average_in),
     );
     let mut state = Parse {
         progress: &progress,
@@ -214,10 +224,10 @@ async fn run_ingest(
     if let Ok(summary) = &stored {
         last.committed = summary.upserted;
     }
-    last.latitude = averaged.as_ref().ok().cloned();
+    last.latitude = averaged.as_ref().ok().map(|mean| mean.0.clone());
     // A downstream failure explains a parse stopped by it, so it comes first.
     let outcome = stored.map(drop).and(averaged.map(drop)).and(parsed);
-    if progress.send(last).await.is_err() {
+    if progress.send(Proto(last)).await.is_err() {
         return;
     }
     if let Err(err) = outcome {
@@ -230,9 +240,9 @@ fn joined<T>(outcome: std::result::Result<Result<T>, tokio::task::JoinError>) ->
 }
 
 struct Parse<'a> {
-    progress: &'a Sender<Progress>,
-    to_ports: Sender<Port>,
-    to_average: Sender<Port>,
+    progress: &'a Sender<Proto<Progress>>,
+    to_ports: Sender<Proto<Port>>,
+    to_average: Sender<Proto<Port>>,
     counts: Progress,
     every: u64,
     next_report: u64,
@@ -240,10 +250,10 @@ struct Parse<'a> {
 
 impl Parse<'_> {
     /// Parses the upload, sending each record on as soon as it is complete.
-    async fn run(&mut self, mut chunks: Streaming<Chunk>) -> Result<()> {
+    async fn run(&mut self, mut chunks: Streaming<Proto<Chunk>>) -> Result<()> {
         let mut scanner = Scanner::new();
         let mut records = Vec::new();
-        while let Some(chunk) = chunks.message().await? {
+        while let Some(Proto(chunk)) = chunks.message().await? {
             let scanned = scanner.feed(&chunk.data, |record| records.push(record));
             self.counts.bytes = scanner.bytes();
             self.forward(&mut records).await?;
@@ -267,8 +277,14 @@ impl Parse<'_> {
                         coordinates: port.coordinates.clone(),
                         ..Port::default()
                     };
-                    self.to_ports.send(port).await.map_err(downstream_gone)?;
-                    self.to_average.send(slim).await.map_err(downstream_gone)?;
+                    self.to_ports
+                        .send(Proto(port))
+                        .await
+                        .map_err(downstream_gone)?;
+                    self.to_average
+                        .send(Proto(slim))
+                        .await
+                        .map_err(downstream_gone)?;
                     self.counts.records += 1;
                 }
                 Err(message) => {
@@ -290,7 +306,7 @@ impl Parse<'_> {
     async fn report(&self, error: Option<RecordError>) -> Result<()> {
         let mut progress = self.counts.clone();
         progress.error = error;
-        self.progress.send(progress).await
+        self.progress.send(Proto(progress)).await
     }
 }
 

@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use bytes::BytesMut;
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use micro::{Client, Error, Result};
+use micro::{Client, Error, Result, codec::Proto};
 use tokio::io::AsyncReadExt;
 
 use crate::{
-    proto::{Chunk, Mean, Progress, RecordError},
+    proto::{Chunk, Mean, RecordError},
     services::{Target, UPLOAD},
 };
 
@@ -54,17 +54,14 @@ pub async fn upload(
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|err| Error::from(err).context(format!("opening {}", path.display())))?;
-    let call = match ingest {
-        Target::Service(name) => client.request(name.clone(), UPLOAD),
-        Target::Address(address) => client.request("", UPLOAD).address(address.clone()),
-    };
-    let mut progress = call
-        .bidi_stream_proto::<Chunk, Progress, _>(chunks(file))
+    let mut progress = ingest
+        .call(client, UPLOAD)
+        .bidi_stream(chunks(file).map_ok(Proto))
         .await?;
     let mut report = Report::default();
     loop {
         match progress.message().await {
-            Ok(Some(update)) => {
+            Ok(Some(Proto(update))) => {
                 report.notifications += 1;
                 report.bytes = update.bytes;
                 report.records = update.records;

@@ -135,6 +135,8 @@ mod tests {
                 request: Some("HelloRequest".to_owned()),
                 response: None,
                 metadata: [("stream", "none")].into_iter().collect(),
+                request_schema: None,
+                response_schema: None,
             })
             .with_node(Node::new("greeter-1", "127.0.0.1:4001").with_metadata("zone", "a"))
     }

@@ -1,13 +1,12 @@
-use std::{fmt, time::Duration};
+use std::{fmt, marker::PhantomData, time::Duration};
 
 use bytes::Bytes;
-use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 
 use super::Client;
 use crate::{
     Error, Metadata, Result,
-    codec::{self, ContentType},
+    codec::{self, ContentType, Decode, Encode},
     transport::Response,
 };
 
@@ -43,6 +42,10 @@ impl CallSpec {
 
 /// One call with per-call options; from [`Client::request`].
 ///
+/// `Req` and `Resp` are the endpoint's request and reply types: given by a
+/// typed [`Endpoint`](crate::Endpoint), or inferred from what is sent and expected. They
+/// choose the codec ([`codec`](mod@crate::codec)).
+///
 /// ```
 /// # async fn demo(client: micro::Client) -> micro::Result<()> {
 /// use std::time::Duration;
@@ -58,14 +61,15 @@ impl CallSpec {
 /// # }
 /// ```
 #[must_use = "a call does nothing until sent"]
-pub struct CallBuilder {
+pub struct CallBuilder<Req: ?Sized, Resp> {
     pub(crate) client: Client,
     pub(crate) spec: CallSpec,
     pub(crate) content_type: Option<ContentType>,
+    types: PhantomData<fn(&Req) -> Resp>,
 }
 
-impl CallBuilder {
-    pub(crate) fn new(client: Client, service: String, endpoint: String) -> CallBuilder {
+impl<Req: ?Sized, Resp> CallBuilder<Req, Resp> {
+    pub(crate) fn new(client: Client, service: String, endpoint: String) -> CallBuilder<Req, Resp> {
         CallBuilder {
             client,
             spec: CallSpec {
@@ -78,91 +82,109 @@ impl CallBuilder {
                 retries: None,
             },
             content_type: None,
+            types: PhantomData,
         }
     }
 
     /// The time this call may take, retries included, instead of the client's.
-    pub fn timeout(mut self, timeout: Duration) -> CallBuilder {
+    pub fn timeout(mut self, timeout: Duration) -> CallBuilder<Req, Resp> {
         self.spec.timeout = Some(timeout);
         self
     }
 
     /// A point in time the call must end by; the earlier of this and the
     /// timeout applies.
-    pub fn deadline(mut self, deadline: Instant) -> CallBuilder {
+    pub fn deadline(mut self, deadline: Instant) -> CallBuilder<Req, Resp> {
         self.spec.deadline = Some(deadline);
         self
     }
 
     /// Adds one metadata pair sent with the request.
-    pub fn metadata(mut self, key: &str, value: impl Into<String>) -> CallBuilder {
+    pub fn metadata(mut self, key: &str, value: impl Into<String>) -> CallBuilder<Req, Resp> {
         self.spec.metadata.insert(key, value);
         self
     }
 
     /// Sends to this address instead of a node from the registry (the service
     /// name still travels with the request).
-    pub fn address(mut self, address: impl Into<String>) -> CallBuilder {
+    pub fn address(mut self, address: impl Into<String>) -> CallBuilder<Req, Resp> {
         self.spec.address = Some(address.into());
         self
     }
 
     /// How many times a retryable failure is retried, instead of the client's.
-    pub fn retries(mut self, retries: u32) -> CallBuilder {
+    pub fn retries(mut self, retries: u32) -> CallBuilder<Req, Resp> {
         self.spec.retries = Some(retries);
         self
     }
 
-    /// The codec of [`send`](CallBuilder::send): JSON or MessagePack.
-    pub fn content_type(mut self, content_type: ContentType) -> CallBuilder {
+    /// The content type to send, among those the request type can be sent
+    /// as: JSON or MessagePack for a plain serde type (instead of the
+    /// client's default), any for [`Raw`](crate::codec::Raw) (a label only).
+    /// A content type the request type cannot be sent as fails the call with
+    /// `InvalidArgument`.
+    pub fn content_type(mut self, content_type: ContentType) -> CallBuilder<Req, Resp> {
         self.content_type = Some(content_type);
         self
     }
 
-    /// Sends a serde request and decodes the serde reply.
-    pub async fn send<Req, Resp>(self, request: &Req) -> Result<Resp>
+    /// Sends the request and decodes the reply, each with the codec its
+    /// type chooses.
+    pub async fn send(self, request: &Req) -> Result<Resp>
     where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
+        Req: Encode,
+        Resp: Decode,
     {
-        let content_type = self.content_type.unwrap_or(self.client.inner.content_type);
-        if !content_type.is_serde() {
-            return Err(Error::invalid_argument(format!(
-                "send encodes serde types with {} or {}, not {content_type}; use send_proto or send_raw",
-                codec::JSON,
-                codec::MSGPACK
-            )));
+        let (label, format) = self.request_format()?;
+        let body = codec::encode_message(request, format)?;
+        let response = self.client.invoke(self.spec, label, body).await?;
+        decode_reply(response)
+    }
+
+    /// The content type a request is labelled with and the one it is
+    /// written as (they differ only for a codec, such as `Raw`, that writes
+    /// every content type the same way): the call's, if `Req` can be sent as
+    /// it; else the client's default, if `Req` can; else `Req`'s first.
+    pub(crate) fn request_format(&self) -> Result<(&'static str, &'static str)>
+    where
+        Req: Encode,
+    {
+        if let Some(asked) = self.content_type {
+            let label = asked.as_str();
+            let format = Req::negotiate(label).ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "{} is sent as {}, not {label}",
+                    std::any::type_name::<Req>(),
+                    Req::CONTENT_TYPES.join(" or ")
+                ))
+            })?;
+            return Ok((label, format));
         }
-        let body = content_type.encode(request)?;
-        let response = self.client.invoke(self.spec, content_type, body).await?;
-        let reply_type = ContentType::parse(&response.content_type).map_err(bad_reply)?;
-        reply_type
-            .decode(&reply_bytes(response)?)
-            .map_err(bad_reply)
+        let preferred = self.client.default_content_type().as_str();
+        let format = if Req::CONTENT_TYPES.contains(&preferred) {
+            preferred
+        } else {
+            Req::CONTENT_TYPES
+                .first()
+                .copied()
+                .unwrap_or(codec::OCTET_STREAM)
+        };
+        Ok((format, format))
     }
+}
 
-    /// Sends a protobuf request and decodes the protobuf reply.
-    pub async fn send_proto<Req, Resp>(self, request: &Req) -> Result<Resp>
-    where
-        Req: prost::Message,
-        Resp: prost::Message + Default,
-    {
-        let body = codec::encode_proto(request);
-        let response = self
-            .client
-            .invoke(self.spec, ContentType::Protobuf, body)
-            .await?;
-        codec::decode_proto(&reply_bytes(response)?).map_err(bad_reply)
-    }
-
-    /// Sends raw bytes (`application/octet-stream` unless
-    /// [`content_type`](CallBuilder::content_type) says otherwise) and returns
-    /// the raw reply.
-    pub async fn send_raw(self, body: Bytes) -> Result<Bytes> {
-        let content_type = self.content_type.unwrap_or(ContentType::Raw);
-        let response = self.client.invoke(self.spec, content_type, body).await?;
-        reply_bytes(response)
-    }
+/// A reply decoded as `Resp`, by its content type (an empty one is `Resp`'s
+/// first).
+pub(crate) fn decode_reply<Resp: Decode>(response: Response) -> Result<Resp> {
+    let format = codec::incoming_format::<Resp>(&response.content_type).ok_or_else(|| {
+        bad_reply(Error::invalid_argument(format!(
+            "{} is read from {}, not {:?}",
+            std::any::type_name::<Resp>(),
+            Resp::CONTENT_TYPES.join(" or "),
+            response.content_type
+        )))
+    })?;
+    Resp::decode(format, reply_bytes(response)?).map_err(bad_reply)
 }
 
 pub(crate) fn reply_bytes(response: Response) -> Result<Bytes> {
@@ -174,7 +196,7 @@ pub(crate) fn bad_reply(err: Error) -> Error {
     Error::internal(format!("unreadable reply: {}", err.message()))
 }
 
-impl fmt::Debug for CallBuilder {
+impl<Req: ?Sized, Resp> fmt::Debug for CallBuilder<Req, Resp> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallBuilder")
             .field("spec", &self.spec)

@@ -32,7 +32,6 @@ use std::{
 };
 
 use bytes::Bytes;
-use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 use tower::{Layer, Service as TowerService};
 
@@ -40,9 +39,9 @@ pub use backoff::Backoff;
 pub use call::CallBuilder;
 
 use crate::{
-    Error, ErrorKind, Metadata, Result,
+    Endpoint, Error, ErrorKind, Metadata, Result,
     broker::{Broker, DynBroker, Message},
-    codec::{self, ContentType},
+    codec::{self, ContentType, Decode, Encode},
     env::EnvConfig,
     registry::{CachingRegistry, DynRegistry, Registry, Service},
     selector::Selector,
@@ -165,25 +164,45 @@ impl Client {
         self.inner.retries
     }
 
-    /// Starts a call of `endpoint` on the service `service`, to set per-call options.
-    pub fn request(&self, service: impl Into<String>, endpoint: impl Into<String>) -> CallBuilder {
-        CallBuilder::new(self.clone(), service.into(), endpoint.into())
+    /// Starts a call of `endpoint` on the service `service`, to set per-call
+    /// options. `endpoint` is a typed [`Endpoint`] or a name (its types are
+    /// then inferred from what is sent and expected).
+    pub fn request<Req: ?Sized, Resp>(
+        &self,
+        service: impl Into<String>,
+        endpoint: impl Into<Endpoint<Req, Resp>>,
+    ) -> CallBuilder<Req, Resp> {
+        CallBuilder::new(self.clone(), service.into(), endpoint.into().into_name())
     }
 
     /// Calls `endpoint` of a node of `service`, found in the registry.
     ///
-    /// The request is encoded with the client's content type (JSON unless
-    /// [`ClientBuilder::content_type`] says otherwise) and the reply decoded from
-    /// the content type the server answers with.
+    /// The request and reply types choose the codec ([`codec`](mod@crate::codec)):
+    /// a plain serde request is sent in the client's content type (JSON unless
+    /// [`ClientBuilder::content_type`] says otherwise), a
+    /// [`Proto<T>`](crate::codec::Proto) as protobuf, and so on; the reply is
+    /// decoded from the content type the server answers with.
+    ///
+    /// ```
+    /// # async fn demo(client: micro::Client) -> micro::Result<()> {
+    /// use micro::Endpoint;
+    ///
+    /// const HELLO: Endpoint<str, String> = Endpoint::new("Greeter.Hello");
+    /// let reply = client.call("greeter", HELLO, "Ada").await?;
+    /// // or with the types inferred from the request and the reply:
+    /// let reply: String = client.call("greeter", "Greeter.Hello", "Ada").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn call<Req, Resp>(
         &self,
         service: &str,
-        endpoint: &str,
+        endpoint: impl Into<Endpoint<Req, Resp>>,
         request: &Req,
     ) -> Result<Resp>
     where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
+        Req: Encode + ?Sized,
+        Resp: Decode,
     {
         self.request(service, endpoint).send(request).await
     }
@@ -192,12 +211,12 @@ impl Client {
     pub async fn call_address<Req, Resp>(
         &self,
         address: &str,
-        endpoint: &str,
+        endpoint: impl Into<Endpoint<Req, Resp>>,
         request: &Req,
     ) -> Result<Resp>
     where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
+        Req: Encode + ?Sized,
+        Resp: Decode,
     {
         self.request("", endpoint)
             .address(address)
@@ -205,54 +224,50 @@ impl Client {
             .await
     }
 
-    /// Calls a protobuf endpoint (one served with
-    /// [`Server::handle_proto`](crate::Server::handle_proto)).
-    pub async fn call_proto<Req, Resp>(
-        &self,
-        service: &str,
-        endpoint: &str,
-        request: &Req,
-    ) -> Result<Resp>
-    where
-        Req: prost::Message,
-        Resp: prost::Message + Default,
-    {
-        self.request(service, endpoint).send_proto(request).await
-    }
-
-    /// Calls a raw-bytes endpoint (one served with
-    /// [`Server::handle_raw`](crate::Server::handle_raw)).
-    pub async fn call_raw(&self, service: &str, endpoint: &str, body: Bytes) -> Result<Bytes> {
-        self.request(service, endpoint).send_raw(body).await
-    }
-
-    /// Publishes `message` to `topic`, JSON-encoded with a `content-type` header.
+    /// Publishes `message` to `topic`, encoded with its type's codec (JSON
+    /// for a serde type) and labelled with a `content-type` header.
     ///
     /// A client from [`Context::client`](crate::Context::client) also sends the
     /// handler's propagated metadata as headers. Waits at most the client's
     /// timeout for the broker to accept the message.
-    pub async fn publish<T: Serialize + ?Sized>(&self, topic: &str, message: &T) -> Result<()> {
+    pub async fn publish<T: Encode + ?Sized>(&self, topic: &str, message: &T) -> Result<()> {
         self.publish_with(topic, message, Metadata::new()).await
     }
 
     /// Publishes `message` to `topic` with extra headers. A `content-type`
-    /// header of `application/msgpack` encodes the message as MessagePack;
-    /// otherwise it is JSON.
-    pub async fn publish_with<T: Serialize + ?Sized>(
+    /// header chooses among the content types the message's type can be
+    /// written as (`application/msgpack` for a serde type, say); without one
+    /// it is the type's first (JSON for a serde type).
+    pub async fn publish_with<T: Encode + ?Sized>(
         &self,
         topic: &str,
         message: &T,
         headers: Metadata,
     ) -> Result<()> {
         let backends = self.backends()?;
-        let content_type = match headers.get("content-type") {
-            Some(name) => ContentType::parse(name)?,
-            None => ContentType::Json,
+        let (label, format) = match headers.get("content-type") {
+            Some(asked) => {
+                let format = T::negotiate(asked).ok_or_else(|| {
+                    Error::invalid_argument(format!(
+                        "{} is published as {}, not {asked:?}",
+                        std::any::type_name::<T>(),
+                        T::CONTENT_TYPES.join(" or ")
+                    ))
+                })?;
+                (asked.to_owned(), format)
+            }
+            None => {
+                let format = T::CONTENT_TYPES
+                    .first()
+                    .copied()
+                    .unwrap_or(codec::OCTET_STREAM);
+                (format.to_owned(), format)
+            }
         };
-        let body = content_type.encode(message)?;
+        let body = codec::encode_message(message, format)?;
         let mut all = self.scope_metadata();
         all.extend_from(&headers);
-        all.insert("content-type", content_type.as_str());
+        all.insert("content-type", label);
         let message = Message { headers: all, body };
         let deadline = self.deadline_after(self.inner.timeout);
         tokio::time::timeout_at(deadline, backends.broker.publish(topic, message))
@@ -319,7 +334,7 @@ impl Client {
     async fn invoke(
         &self,
         call: call::CallSpec,
-        content_type: ContentType,
+        content_type: &'static str,
         body: Bytes,
     ) -> Result<Response> {
         let backends = self.backends()?;
@@ -402,7 +417,7 @@ impl Client {
         let request = Request {
             service: call.service.clone(),
             endpoint: call.endpoint.clone(),
-            content_type: attempt.content_type.as_str().to_owned(),
+            content_type: attempt.content_type.to_owned(),
             metadata: attempt.metadata,
             deadline: Some(deadline),
             body: Body::Full(attempt.body),
@@ -527,7 +542,7 @@ fn transport_mismatch(service: &str, services: &[Service], scheme: &str) -> Opti
 struct Attempt<'a> {
     backends: &'a Backends,
     call: &'a call::CallSpec,
-    content_type: ContentType,
+    content_type: &'static str,
     metadata: Metadata,
     body: Bytes,
     deadline: Instant,
@@ -632,8 +647,10 @@ impl ClientBuilder {
         self
     }
 
-    /// The codec of requests sent with [`Client::call`] (default JSON; must be
-    /// JSON or MessagePack).
+    /// The content type of plain serde requests (default JSON; must be JSON
+    /// or MessagePack): requests of types that carry one codec only
+    /// ([`Proto<T>`](crate::codec::Proto), [`Json<T>`](crate::codec::Json),
+    /// ...) are sent in theirs. See [`codec`](mod@crate::codec).
     pub fn content_type(mut self, content_type: ContentType) -> ClientBuilder {
         self.content_type = content_type;
         self

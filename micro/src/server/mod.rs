@@ -25,15 +25,19 @@
 //! # What a call goes through
 //!
 //! 1. An unknown endpoint is `NotFound`, naming the endpoint.
-//! 2. The body is decoded with the codec of the request's content type
-//!    ([`handle`](Server::handle): JSON or MessagePack; [`handle_proto`](Server::handle_proto):
-//!    protobuf; [`handle_raw`](Server::handle_raw): any). Malformed input is
-//!    `InvalidArgument`, naming the expected type.
+//! 2. The body is decoded as the handler's request type, by the request's
+//!    content type ([`codec`](mod@crate::codec): a serde type reads JSON or
+//!    MessagePack, [`Proto<T>`](crate::codec::Proto) protobuf,
+//!    [`Raw`](crate::codec::Raw) anything). A content type the type does not
+//!    read, or malformed input, is `InvalidArgument`, naming the expected
+//!    type.
 //! 3. The handler runs with a [`Context`] until the caller's deadline; past it
 //!    the call ends with `Timeout` and the handler's future is dropped.
 //! 4. A handler that panics fails that call with `Internal` (the panic is
 //!    logged, not sent); the server goes on serving.
-//! 5. The reply is encoded with the request's codec.
+//! 5. The reply is encoded in the request's content type when the reply
+//!    type writes it (a serde handler answers JSON with JSON, MessagePack
+//!    with MessagePack), else in the reply type's own.
 //!
 //! # Subscribers
 //!
@@ -56,9 +60,7 @@ mod subscriber;
 
 use std::{collections::BTreeMap, fmt, future::Future, sync::Arc};
 
-use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
-use serde::{Serialize, de::DeserializeOwned};
 use tower::{Layer, Service as TowerService};
 
 pub use ordered::KeyedOrder;
@@ -67,7 +69,8 @@ pub use subscriber::{NACK_DELAY, Subscribers};
 use crate::{
     Client, Context, Error, Result,
     broker::{DynBroker, Message, SubscribeOptions},
-    codec::{self, ContentType},
+    codec::{self, Decode, Encode},
+    endpoint::Endpoint as TypedEndpoint,
     registry::Endpoint,
     transport::{EndpointSet, Handler, Listener, Request, Response, Transport},
 };
@@ -149,106 +152,64 @@ impl Server {
         &self.name
     }
 
-    /// Serves `endpoint` with an async function of any serde request and
-    /// response types: structs, tuples, `Vec`, maps, `Option`, `()`, ...
+    /// Serves `endpoint` with an async function from its request type to its
+    /// reply type; the types choose the codec ([`codec`](mod@crate::codec)).
     ///
-    /// Requests may be JSON (the default when no content type is given) or
-    /// MessagePack; the reply uses the request's codec. An empty JSON body
-    /// reads as `null`, so endpoints taking `()` or an `Option` accept none.
-    pub fn handle<Req, Resp, F, Fut>(self, endpoint: impl Into<String>, handler: F) -> Server
+    /// `endpoint` is a typed [`Endpoint`] constant shared with the callers,
+    /// or a name whose types are inferred from the handler. Plain serde types
+    /// (structs, tuples, `Vec`, maps, `Option`, `()`, ...) are read as JSON
+    /// (the default when no content type is given) or MessagePack, by the
+    /// request's content type, and answered in the same one; an empty JSON
+    /// body reads as `null`, so endpoints taking `()` or an `Option` accept
+    /// none. [`Proto<T>`](crate::codec::Proto) takes protobuf,
+    /// [`Raw`](crate::codec::Raw) any bytes; see the [module docs](self).
+    ///
+    /// ```
+    /// use micro::{Server, codec::{Proto, Raw}};
+    /// # #[derive(Clone, PartialEq, prost::Message)] struct Ping { #[prost(string, tag = "1")] text: String }
+    ///
+    /// let server = Server::new()
+    ///     .handle("Adder.Add", |_ctx, (a, b): (i64, i64)| async move { Ok(a + b) })
+    ///     .handle("Pinger.Ping", |_ctx, Proto(ping): Proto<Ping>| async move { Ok(Proto(ping)) })
+    ///     .handle("Echo.Bytes", |_ctx, body: Raw| async move { Ok(body) });
+    /// # let _ = server;
+    /// ```
+    pub fn handle<Req, Resp, F, Fut>(
+        self,
+        endpoint: impl Into<TypedEndpoint<Req, Resp>>,
+        handler: F,
+    ) -> Server
     where
         F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp>> + Send + 'static,
-        Req: DeserializeOwned + Send + 'static,
-        Resp: Serialize + Send + 'static,
+        Req: Decode + Send + 'static,
+        Resp: Encode + Send + 'static,
     {
         let endpoint = endpoint.into();
+        let description = describe::<Req, Resp>(&endpoint);
+        let endpoint = endpoint.into_name();
         let name: Arc<str> = Arc::from(endpoint.as_str());
         let handler = Arc::new(handler);
         let call: RouteFn = Arc::new(move |ctx, request: Request| {
             let handler = handler.clone();
             let name = name.clone();
             async move {
-                let codec = codec::expect_one_of(
-                    &request.content_type,
-                    &[ContentType::Json, ContentType::MsgPack],
-                    &name,
-                )?;
+                let format = codec::negotiate_request::<Req>(&request.content_type, &name)?;
                 let bytes = request.body.into_bytes()?;
-                let input: Req = codec.decode(&bytes)?;
+                let input = Req::decode(format, bytes)?;
                 let output = handler(ctx, input).await?;
-                let body = codec.encode(&output).map_err(unencodable_reply)?;
-                Ok(Response::new(body).with_content_type(codec.as_str()))
+                let reply_format = codec::reply_format::<Resp>(format);
+                let body =
+                    codec::encode_message(&output, reply_format).map_err(unencodable_reply)?;
+                Ok(Response::new(body).with_content_type(reply_format))
             }
             .boxed()
         });
-        self.route::<Req, Resp>(endpoint, &[ContentType::Json, ContentType::MsgPack], call)
+        self.route(endpoint, description, call)
     }
 
-    /// Serves `endpoint` with an async function of protobuf (prost) messages;
-    /// requests must be `application/protobuf`.
-    pub fn handle_proto<Req, Resp, F, Fut>(self, endpoint: impl Into<String>, handler: F) -> Server
-    where
-        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Resp>> + Send + 'static,
-        Req: prost::Message + Default + Send + 'static,
-        Resp: prost::Message + Send + 'static,
-    {
-        let endpoint = endpoint.into();
-        let name: Arc<str> = Arc::from(endpoint.as_str());
-        let handler = Arc::new(handler);
-        let call: RouteFn = Arc::new(move |ctx, request: Request| {
-            let handler = handler.clone();
-            let name = name.clone();
-            async move {
-                codec::expect_one_of(&request.content_type, &[ContentType::Protobuf], &name)?;
-                let bytes = request.body.into_bytes()?;
-                let input: Req = codec::decode_proto(&bytes)?;
-                let output = handler(ctx, input).await?;
-                Ok(Response::new(codec::encode_proto(&output))
-                    .with_content_type(ContentType::Protobuf.as_str()))
-            }
-            .boxed()
-        });
-        self.route::<Req, Resp>(endpoint, &[ContentType::Protobuf], call)
-    }
-
-    /// Serves `endpoint` with an async function of raw bytes, whatever the
-    /// request's content type (the handler can read it from nowhere else, so
-    /// it is in [`Context::metadata`] under `content-type`). Replies are
-    /// `application/octet-stream`.
-    pub fn handle_raw<F, Fut>(self, endpoint: impl Into<String>, handler: F) -> Server
-    where
-        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Bytes>> + Send + 'static,
-    {
-        let endpoint = endpoint.into();
-        let handler = Arc::new(handler);
-        let call: RouteFn = Arc::new(move |ctx, request: Request| {
-            let handler = handler.clone();
-            async move {
-                let bytes = request.body.into_bytes()?;
-                let output = handler(ctx, bytes).await?;
-                Ok(Response::new(output).with_content_type(ContentType::Raw.as_str()))
-            }
-            .boxed()
-        });
-        self.route::<Bytes, Bytes>(endpoint, &[ContentType::Raw], call)
-    }
-
-    pub(crate) fn route<Req, Resp>(
-        mut self,
-        name: String,
-        accepts: &[ContentType],
-        call: RouteFn,
-    ) -> Server {
-        let content_types: Vec<&str> = accepts.iter().map(|c| c.as_str()).collect();
-        let mut endpoint = Endpoint::new(name.clone());
-        endpoint.request = Some(std::any::type_name::<Req>().to_owned());
-        endpoint.response = Some(std::any::type_name::<Resp>().to_owned());
-        endpoint
-            .metadata
-            .insert(CONTENT_TYPES_KEY, content_types.join(","));
+    pub(crate) fn route(mut self, name: String, mut endpoint: Endpoint, call: RouteFn) -> Server {
+        endpoint.name.clone_from(&name);
         if self
             .routes
             .insert(name.clone(), Route { endpoint, call })
@@ -259,22 +220,15 @@ impl Server {
         self
     }
 
-    /// Adds `key=value` to the registry description of the endpoint `name`.
-    pub(crate) fn endpoint_metadata(mut self, name: &str, key: &str, value: &str) -> Server {
-        if let Some(route) = self.routes.get_mut(name) {
-            route.endpoint.metadata.insert(key, value);
-        }
-        self
-    }
-
-    /// Handles messages on `topic`, decoded (JSON or MessagePack, by the
-    /// message's `content-type` header) into `T`, in the server's queue group;
-    /// see [Subscribers](self#subscribers).
+    /// Handles messages on `topic`, decoded into `T` by the message's
+    /// `content-type` header (the codec is `T`'s, as for [`handle`](Server::handle):
+    /// a serde type reads JSON or MessagePack, JSON when the header is
+    /// absent), in the server's queue group; see [Subscribers](self#subscribers).
     pub fn subscribe<T, F, Fut>(self, topic: impl Into<String>, handler: F) -> Server
     where
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
+        T: Decode + Send + 'static,
     {
         self.add_subscriber(topic.into(), None, handler)
     }
@@ -291,7 +245,7 @@ impl Server {
     where
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
+        T: Decode + Send + 'static,
     {
         self.add_subscriber(topic.into(), Some(options), handler)
     }
@@ -305,15 +259,11 @@ impl Server {
     where
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
+        T: Decode + Send + 'static,
     {
         let handler = Arc::new(handler);
         let handle: SubscriberFn = Arc::new(move |ctx, message: &Message| {
-            let codec = match message.headers.get("content-type") {
-                Some(name) => ContentType::parse(name)?,
-                None => ContentType::Json,
-            };
-            let event: T = codec.decode(&message.body)?;
+            let event: T = ordered::decode(message)?;
             let handler = handler.clone();
             // The handler is called inside the future so that a panic in its
             // synchronous part is caught like one in its async part.
@@ -361,7 +311,7 @@ impl Server {
     where
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
+        T: Decode + Send + 'static,
     {
         let handler = Arc::new(handler);
         let key = order.key;
@@ -385,6 +335,24 @@ impl Server {
                 decode,
             }),
         });
+        self
+    }
+
+    /// This server with everything `other` serves added: its handlers (one
+    /// served by both is reported by [`validate`](Server::validate)), its
+    /// subscribers, its layers (outside this server's), and its client and
+    /// config where it has them. The name stays this server's.
+    pub(crate) fn merge(mut self, other: Server) -> Server {
+        for (name, route) in other.routes {
+            if self.routes.insert(name.clone(), route).is_some() {
+                self.duplicates.push(name);
+            }
+        }
+        self.duplicates.extend(other.duplicates);
+        self.subscribers.extend(other.subscribers);
+        self.layers.extend(other.layers);
+        self.client = other.client.or(self.client);
+        self.config = other.config.or(self.config);
         self
     }
 
@@ -466,6 +434,24 @@ impl Server {
     }
 }
 
+/// The registry description of an endpoint taking `Req` and answering
+/// `Resp`: the type names, the content types `Req` is read from and, with
+/// the `schema` feature, the JSON Schemas the endpoint carries.
+pub(crate) fn describe<Req: Decode, Resp: Encode>(endpoint: &TypedEndpoint<Req, Resp>) -> Endpoint {
+    let mut described = Endpoint::new(endpoint.name());
+    described.request = Some(std::any::type_name::<Req>().to_owned());
+    described.response = Some(std::any::type_name::<Resp>().to_owned());
+    described
+        .metadata
+        .insert(CONTENT_TYPES_KEY, Req::CONTENT_TYPES.join(","));
+    #[cfg(feature = "schema")]
+    if let Some((request, response)) = endpoint.schemas() {
+        described.request_schema = request;
+        described.response_schema = response;
+    }
+    described
+}
+
 /// A handler whose reply the codec refuses (a map with non-string keys in
 /// JSON, say) is a bug on the serving side.
 pub(crate) fn unencodable_reply(err: Error) -> Error {
@@ -494,10 +480,15 @@ impl fmt::Debug for Server {
 mod tests {
     use std::time::Duration;
 
+    use bytes::Bytes;
+    use serde::Serialize;
     use tokio::time::Instant;
 
     use super::*;
-    use crate::{ErrorKind, Metadata};
+    use crate::{
+        ErrorKind, Metadata,
+        codec::{ContentType, Proto, Raw},
+    };
 
     fn json(value: &impl Serialize) -> Bytes {
         ContentType::Json.encode(value).unwrap()
@@ -583,10 +574,10 @@ mod tests {
 
     #[tokio::test]
     async fn handlers_see_their_context() {
-        let server = Server::new().name("echo").handle_raw(
+        let server = Server::new().name("echo").handle(
             "Echo.Context",
-            |ctx: Context, _body: Bytes| async move {
-                Ok(Bytes::from(format!(
+            |ctx: Context, _body: Raw| async move {
+                Ok(Raw::from(format!(
                     "{} {} {} {} {}",
                     ctx.service(),
                     ctx.endpoint(),
@@ -616,7 +607,10 @@ mod tests {
             text: String,
         }
         let server = adder()
-            .handle_proto("Adder.Ping", |_ctx, ping: Ping| async move { Ok(ping) })
+            .handle(
+                "Adder.Ping",
+                |_ctx, ping: Proto<Ping>| async move { Ok(ping) },
+            )
             .subscribe(
                 "adder.reset",
                 |_ctx, _event: Metadata| async move { Ok(()) },

@@ -9,9 +9,9 @@ use std::{
 use futures::future::BoxFuture;
 
 use crate::{
-    Context, Result, SubscribeOptions,
+    Context, Error, Result, SubscribeOptions,
     broker::{Message, keyed::KeyedConfig},
-    codec::ContentType,
+    codec::{self, Decode},
 };
 
 /// Decodes a message into its key and the future that handles it.
@@ -100,11 +100,16 @@ pub(super) struct OrderedSpec {
     pub(super) decode: KeyedFn,
 }
 
-/// A message's body decoded by its `content-type` (JSON when absent).
-pub(super) fn decode<T: serde::de::DeserializeOwned>(message: &Message) -> Result<T> {
-    let codec = match message.headers.get("content-type") {
-        Some(name) => ContentType::parse(name)?,
-        None => ContentType::Json,
-    };
-    codec.decode(&message.body)
+/// A message's body decoded by its `content-type` header (when absent, the
+/// first content type `T` reads: JSON for serde types).
+pub(super) fn decode<T: Decode>(message: &Message) -> Result<T> {
+    let content_type = message.headers.get("content-type").unwrap_or_default();
+    let format = codec::incoming_format::<T>(content_type).ok_or_else(|| {
+        Error::invalid_argument(format!(
+            "{} is read from {}, not {content_type:?}",
+            std::any::type_name::<T>(),
+            T::CONTENT_TYPES.join(" or ")
+        ))
+    })?;
+    T::decode(format, message.body.clone())
 }

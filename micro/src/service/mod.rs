@@ -29,19 +29,17 @@ mod running;
 
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
-use serde::{Serialize, de::DeserializeOwned};
-use tower::{Layer, Service as TowerService};
 
 pub use running::RunningService;
 
 use crate::{
     Client, ClientBuilder, Context, Error, Metadata, Result, Server,
-    broker::{Broker, DynBroker, SubscribeOptions},
+    broker::{Broker, DynBroker},
+    codec::{Decode, Encode},
     env::EnvConfig,
     registry::{DynRegistry, Registry},
-    transport::{DynTransport, Handler, Request, Response, Transport},
+    transport::{DynTransport, Transport},
 };
 
 /// How long a registration lives unless renewed.
@@ -208,7 +206,7 @@ pub struct ServiceBuilder {
     /// `None`: from `MICRO_REGISTER_INTERVAL`, else a third of the TTL if that was set, else the default.
     register_interval: Option<Duration>,
     grace_period: Duration,
-    pub(crate) server: Server,
+    server: Server,
     hooks: Hooks,
     client: ClientBuilder,
 }
@@ -230,16 +228,6 @@ impl ServiceBuilder {
             hooks: Hooks::default(),
             client: Client::builder(),
         }
-    }
-
-    /// Applies one change to the wrapped [`Server`]. Every server-side setting
-    /// the builder offers (handlers, streaming routes, subscribers, layers,
-    /// config) is a thin forward to the `Server` method of the same name;
-    /// this is the one place that forwards, so each of them only says which
-    /// `Server` method it is.
-    pub(crate) fn with_server(mut self, change: impl FnOnce(Server) -> Server) -> ServiceBuilder {
-        self.server = change(self.server);
-        self
     }
 
     /// The version registered (`1.0.0`), for selectors that filter by version.
@@ -283,8 +271,9 @@ impl ServiceBuilder {
     /// through [`Context::config`]. See [`config`](crate::config) for
     /// sources (files, environment, flags, etcd, NATS KV, Consul KV); a
     /// source that fails later leaves the service on its last good values.
-    pub fn config(self, config: crate::config::Config) -> ServiceBuilder {
-        self.with_server(|server| server.config(config))
+    pub fn config(mut self, config: crate::config::Config) -> ServiceBuilder {
+        self.server = self.server.config(config);
+        self
     }
 
     /// Configures the service's own client (the one [`Service::client`],
@@ -335,101 +324,50 @@ impl ServiceBuilder {
         self
     }
 
-    /// Serves `endpoint` with a serde handler; see [`Server::handle`].
+    /// Serves `endpoint` with `handler`: [`Server::handle`] on the
+    /// service's server, the one shortcut the builder keeps for the most
+    /// common case. Everything else a server does (streaming endpoints,
+    /// subscribers, tower layers) is built on a [`Server`] given to
+    /// [`server`](ServiceBuilder::server).
     pub fn handle<Req, Resp, F, Fut>(
-        self,
-        endpoint: impl Into<String>,
+        mut self,
+        endpoint: impl Into<crate::Endpoint<Req, Resp>>,
         handler: F,
     ) -> ServiceBuilder
     where
         F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp>> + Send + 'static,
-        Req: DeserializeOwned + Send + 'static,
-        Resp: Serialize + Send + 'static,
+        Req: Decode + Send + 'static,
+        Resp: Encode + Send + 'static,
     {
-        self.with_server(|server| server.handle(endpoint, handler))
+        self.server = self.server.handle(endpoint, handler);
+        self
     }
 
-    /// Serves `endpoint` with a protobuf handler; see [`Server::handle_proto`].
-    pub fn handle_proto<Req, Resp, F, Fut>(
-        self,
-        endpoint: impl Into<String>,
-        handler: F,
-    ) -> ServiceBuilder
-    where
-        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Resp>> + Send + 'static,
-        Req: prost::Message + Default + Send + 'static,
-        Resp: prost::Message + Send + 'static,
-    {
-        self.with_server(|server| server.handle_proto(endpoint, handler))
-    }
-
-    /// Serves `endpoint` with a raw-bytes handler; see [`Server::handle_raw`].
-    pub fn handle_raw<F, Fut>(self, endpoint: impl Into<String>, handler: F) -> ServiceBuilder
-    where
-        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Bytes>> + Send + 'static,
-    {
-        self.with_server(|server| server.handle_raw(endpoint, handler))
-    }
-
-    /// Handles messages on `topic` in the queue group named after the service,
-    /// so each message is handled once however many instances run; see
-    /// [`Server::subscribe`].
-    pub fn subscribe<T, F, Fut>(self, topic: impl Into<String>, handler: F) -> ServiceBuilder
-    where
-        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<()>> + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
-    {
-        self.with_server(|server| server.subscribe(topic, handler))
-    }
-
-    /// Handles messages on `topic` with explicit options (e.g. fan-out); see
-    /// [`Server::subscribe_with`].
-    pub fn subscribe_with<T, F, Fut>(
-        self,
-        topic: impl Into<String>,
-        options: SubscribeOptions,
-        handler: F,
-    ) -> ServiceBuilder
-    where
-        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<()>> + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
-    {
-        self.with_server(|server| server.subscribe_with(topic, options, handler))
-    }
-
-    /// Handles messages on `topic` with the same key in order and different
-    /// keys in parallel; see [`Server::subscribe_ordered`].
-    pub fn subscribe_ordered<T, F, Fut>(
-        self,
-        topic: impl Into<String>,
-        order: crate::KeyedOrder<T>,
-        handler: F,
-    ) -> ServiceBuilder
-    where
-        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<()>> + Send + 'static,
-        T: DeserializeOwned + Send + 'static,
-    {
-        self.with_server(|server| server.subscribe_ordered(topic, order, handler))
-    }
-
-    /// Wraps the server's router in a tower layer; see [`Server::layer`].
-    pub fn layer<L>(self, layer: L) -> ServiceBuilder
-    where
-        L: Layer<Handler> + Send + Sync + 'static,
-        L::Service: TowerService<Request, Response = Response, Error = Error>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        <L::Service as TowerService<Request>>::Future: Send + 'static,
-    {
-        self.with_server(|server| server.layer(layer))
+    /// Serves everything `server` serves: its handlers, streaming endpoints,
+    /// subscribers and tower layers are added to those of the service (an
+    /// endpoint served twice fails [`build`](ServiceBuilder::build) with
+    /// `AlreadyExists`), and its config, if it has one, becomes the
+    /// service's. The service's name names the server: its handlers see it
+    /// in their [`Context`] and its subscribers' queue group is it.
+    ///
+    /// ```
+    /// use micro::{Server, Service, SubscribeOptions};
+    ///
+    /// let server = Server::new()
+    ///     .handle_server_stream("Numbers.Count", |_ctx, to: u32| async move {
+    ///         Ok(futures::stream::iter((0..to).map(Ok)))
+    ///     })
+    ///     .subscribe_with("numbers.reset", SubscribeOptions::fanout(), |_ctx, (): ()| async move {
+    ///         Ok(())
+    ///     })
+    ///     .layer(tower::limit::ConcurrencyLimitLayer::new(64));
+    /// let service = Service::builder("numbers").server(server).build()?;
+    /// # Ok::<(), micro::Error>(())
+    /// ```
+    pub fn server(mut self, server: Server) -> ServiceBuilder {
+        self.server = self.server.merge(server);
+        self
     }
 
     /// Runs before the service listens; an error aborts the start.

@@ -3,169 +3,92 @@
 
 use bytes::BytesMut;
 use futures::Stream;
-use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 
-use super::{
-    Streaming,
-    codec::{Decode, Encode, Proto, Serde},
-    encode_stream,
-};
+use super::{Streaming, encode_stream};
 use crate::{
     Client, Error, ErrorKind, Metadata, Result,
     client::{
         CallBuilder,
-        call::{CallSpec, bad_reply, reply_bytes},
+        call::{CallSpec, bad_reply, decode_reply},
     },
-    codec::{self, ContentType},
+    codec::{self, Decode, Encode},
     transport::{Body, Request, Response},
 };
 
-impl CallBuilder {
-    /// Client streaming: sends `requests` (serde messages, in the call's
-    /// content type) as one stream and decodes the one reply. An `Err` in
-    /// `requests` ends the stream with that error, which the handler
-    /// receives. Never retried. See [`streaming`](crate::streaming).
-    pub async fn client_stream<Req, Resp, S>(self, requests: S) -> Result<Resp>
+impl<Req: ?Sized, Resp> CallBuilder<Req, Resp> {
+    /// Client streaming: sends `requests` as one stream and decodes the one
+    /// reply, each with the codec its type chooses. An `Err` in `requests`
+    /// ends the stream with that error, which the handler receives. Never
+    /// retried. See [`streaming`](crate::streaming).
+    pub async fn client_stream<S>(self, requests: S) -> Result<Resp>
     where
         S: Stream<Item = Result<Req>> + Send + 'static,
-        Req: Serialize + Send + 'static,
-        Resp: DeserializeOwned,
+        Req: Encode + Sized + Send + 'static,
+        Resp: Decode,
     {
-        let content_type = self.serde_content_type()?;
-        self.client_stream_with::<Serde, _, _, _>(content_type, requests)
-            .await
+        let (label, format) = self.request_format()?;
+        let body = request_body(requests, format);
+        let response = self.client.open_stream(self.spec, label, body).await?;
+        decode_reply(response)
     }
 
-    /// Server streaming: sends one serde request and returns the stream of
+    /// Server streaming: sends one request and returns the stream of
     /// replies. Retried like a unary call until the stream opens. See
     /// [`streaming`](crate::streaming).
-    pub async fn server_stream<Req, Resp>(self, request: &Req) -> Result<Streaming<Resp>>
+    pub async fn server_stream(self, request: &Req) -> Result<Streaming<Resp>>
     where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned + Send + 'static,
+        Req: Encode,
+        Resp: Decode + Send + 'static,
     {
-        let content_type = self.serde_content_type()?;
-        let body = content_type.encode(request)?;
-        self.open_replies::<Serde, Resp>(content_type, Body::Full(body))
-            .await
+        let (label, format) = self.request_format()?;
+        let body = codec::encode_message(request, format)?;
+        self.open_replies(label, Body::Full(body)).await
     }
 
     /// Bidirectional streaming: sends `requests` as one stream and returns
     /// the stream of replies; both stay open at once. Never retried. See
     /// [`streaming`](crate::streaming).
-    pub async fn bidi_stream<Req, Resp, S>(self, requests: S) -> Result<Streaming<Resp>>
+    pub async fn bidi_stream<S>(self, requests: S) -> Result<Streaming<Resp>>
     where
         S: Stream<Item = Result<Req>> + Send + 'static,
-        Req: Serialize + Send + 'static,
-        Resp: DeserializeOwned + Send + 'static,
+        Req: Encode + Sized + Send + 'static,
+        Resp: Decode + Send + 'static,
     {
-        let content_type = self.serde_content_type()?;
-        let body = request_body::<Serde, _, _>(requests, content_type);
-        self.open_replies::<Serde, Resp>(content_type, body).await
+        let (label, format) = self.request_format()?;
+        let body = request_body(requests, format);
+        self.open_replies(label, body).await
     }
 
-    /// [`client_stream`](CallBuilder::client_stream) of protobuf (prost) messages.
-    pub async fn client_stream_proto<Req, Resp, S>(self, requests: S) -> Result<Resp>
+    async fn open_replies(self, label: &'static str, body: Body) -> Result<Streaming<Resp>>
     where
-        S: Stream<Item = Result<Req>> + Send + 'static,
-        Req: prost::Message + Send + 'static,
-        Resp: prost::Message + Default,
+        Resp: Decode + 'static,
     {
-        self.client_stream_with::<Proto, _, _, _>(ContentType::Protobuf, requests)
-            .await
-    }
-
-    /// [`server_stream`](CallBuilder::server_stream) of protobuf (prost) messages.
-    pub async fn server_stream_proto<Req, Resp>(self, request: &Req) -> Result<Streaming<Resp>>
-    where
-        Req: prost::Message,
-        Resp: prost::Message + Default + Send + 'static,
-    {
-        let body = Body::Full(codec::encode_proto(request));
-        self.open_replies::<Proto, Resp>(ContentType::Protobuf, body)
-            .await
-    }
-
-    /// [`bidi_stream`](CallBuilder::bidi_stream) of protobuf (prost) messages.
-    pub async fn bidi_stream_proto<Req, Resp, S>(self, requests: S) -> Result<Streaming<Resp>>
-    where
-        S: Stream<Item = Result<Req>> + Send + 'static,
-        Req: prost::Message + Send + 'static,
-        Resp: prost::Message + Default + Send + 'static,
-    {
-        let body = request_body::<Proto, _, _>(requests, ContentType::Protobuf);
-        self.open_replies::<Proto, Resp>(ContentType::Protobuf, body)
-            .await
-    }
-
-    /// The call's serde codec: its own, or the client's.
-    fn serde_content_type(&self) -> Result<ContentType> {
-        let content_type = self
-            .content_type
-            .unwrap_or_else(|| self.client.default_content_type());
-        if content_type.is_serde() {
-            return Ok(content_type);
-        }
-        Err(Error::invalid_argument(format!(
-            "serde streams are {} or {}, not {content_type}; use the _proto methods for protobuf",
-            codec::JSON,
-            codec::MSGPACK
-        )))
-    }
-
-    async fn client_stream_with<C, Req, Resp, S>(
-        self,
-        content_type: ContentType,
-        requests: S,
-    ) -> Result<Resp>
-    where
-        C: Encode<Req> + Decode<Resp>,
-        S: Stream<Item = Result<Req>> + Send + 'static,
-        Req: Send + 'static,
-    {
-        let body = request_body::<C, _, _>(requests, content_type);
-        let response = self
-            .client
-            .open_stream(self.spec, content_type, body)
-            .await?;
-        let reply_type = ContentType::parse(&response.content_type).map_err(bad_reply)?;
-        C::decode(reply_type, &reply_bytes(response)?).map_err(bad_reply)
-    }
-
-    async fn open_replies<C, Resp>(
-        self,
-        content_type: ContentType,
-        body: Body,
-    ) -> Result<Streaming<Resp>>
-    where
-        C: Decode<Resp>,
-        Resp: 'static,
-    {
-        let response = self
-            .client
-            .open_stream(self.spec, content_type, body)
-            .await?;
-        let reply_type = ContentType::parse(&response.content_type).map_err(bad_reply)?;
+        let response = self.client.open_stream(self.spec, label, body).await?;
+        let format = codec::incoming_format::<Resp>(&response.content_type).ok_or_else(|| {
+            bad_reply(Error::invalid_argument(format!(
+                "{} is read from {}, not {:?}",
+                std::any::type_name::<Resp>(),
+                Resp::CONTENT_TYPES.join(" or "),
+                response.content_type
+            )))
+        })?;
         Ok(Streaming::new(
             response.body.into_stream(),
-            std::sync::Arc::new(move |bytes: &[u8]| {
-                C::decode(reply_type, bytes).map_err(bad_reply)
-            }),
+            std::sync::Arc::new(move |bytes| Resp::decode(format, bytes).map_err(bad_reply)),
         ))
     }
 }
 
 /// `requests`, encoded as the transport pulls them.
-fn request_body<C, Req, S>(requests: S, content_type: ContentType) -> Body
+fn request_body<Req, S>(requests: S, format: &'static str) -> Body
 where
-    C: Encode<Req>,
+    Req: Encode + Send + 'static,
     S: Stream<Item = Result<Req>> + Send + 'static,
-    Req: Send + 'static,
 {
     Body::Stream(encode_stream(
         requests,
-        move |request: &Req, buffer: &mut BytesMut| C::encode_into(content_type, request, buffer),
+        move |request: &Req, buffer: &mut BytesMut| request.encode(format, buffer),
     ))
 }
 
@@ -192,7 +115,7 @@ impl Client {
     pub(crate) async fn open_stream(
         &self,
         call: CallSpec,
-        content_type: ContentType,
+        content_type: &'static str,
         body: Body,
     ) -> Result<Response> {
         let deadline = stream_deadline(self.scope_deadline(), &call);
@@ -261,7 +184,7 @@ impl Client {
         let request = Request {
             service: call.service.clone(),
             endpoint: call.endpoint.clone(),
-            content_type: attempt.content_type.as_str().to_owned(),
+            content_type: attempt.content_type.to_owned(),
             metadata: attempt.metadata.clone(),
             deadline: attempt.deadline,
             body,
@@ -293,7 +216,7 @@ impl Client {
 /// What every try of one streaming call shares.
 struct Attempt<'a> {
     call: &'a CallSpec,
-    content_type: ContentType,
+    content_type: &'static str,
     metadata: Metadata,
     /// The stream's own deadline, sent to the server.
     deadline: Option<Instant>,

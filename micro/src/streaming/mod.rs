@@ -2,11 +2,15 @@
 //! streams of typed messages, over every transport that streams.
 //!
 //! A streaming endpoint is served with one of [`Server::handle_client_stream`],
-//! [`Server::handle_server_stream`] and [`Server::handle_bidi_stream`] (serde
-//! messages, JSON or MessagePack by the request's content type), or their
-//! `_proto` twins for protobuf messages; [`ServiceBuilder`](crate::ServiceBuilder)
-//! has the same methods. It is called with the [`CallBuilder`] methods of the
-//! same names. Outgoing messages are any `Stream<Item = Result<T>>`; incoming
+//! [`Server::handle_server_stream`] and [`Server::handle_bidi_stream`] (a
+//! server given to a service with
+//! [`ServiceBuilder::server`](crate::ServiceBuilder::server)), and called with
+//! the [`CallBuilder`] methods `client_stream`, `server_stream` and
+//! `bidi_stream`. The message types choose the codec, as for unary calls
+//! ([`codec`](mod@crate::codec)): serde types are JSON or MessagePack by the
+//! request's content type, [`Proto<T>`](crate::codec::Proto) is protobuf,
+//! and so on; a typed [`Endpoint`](crate::Endpoint) names both types for
+//! both sides. Outgoing messages are any `Stream<Item = Result<T>>`; incoming
 //! ones arrive as a [`Streaming<T>`], itself such a stream. [`channel`] makes
 //! a bounded pair for pushing messages from a task of your own.
 //!
@@ -50,15 +54,16 @@
 //!
 //! ```
 //! use futures::{StreamExt, TryStreamExt};
-//! use micro::{Service, registry::memory::MemoryRegistry, transport::memory::MemoryTransport};
+//! use micro::{Endpoint, Server, Service, registry::memory::MemoryRegistry, transport::memory::MemoryTransport};
+//!
+//! /// Shared by the server and its callers: a stream of i64 in, one i64 out.
+//! const SUM: Endpoint<i64, i64> = Endpoint::new("Numbers.Sum");
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> micro::Result<()> {
-//! let service = Service::builder("numbers")
-//!     .registry(MemoryRegistry::new())
-//!     .transport(MemoryTransport::isolated())
+//! let server = Server::new()
 //!     // client streaming: many requests, one reply
-//!     .handle_client_stream("Numbers.Sum", |_ctx, mut numbers: micro::streaming::Streaming<i64>| async move {
+//!     .handle_client_stream(SUM, |_ctx, mut numbers| async move {
 //!         let mut sum = 0;
 //!         while let Some(n) = numbers.message().await? {
 //!             sum += n;
@@ -72,18 +77,22 @@
 //!     // bidirectional: each request answered as it arrives
 //!     .handle_bidi_stream("Numbers.Double", |_ctx, numbers: micro::streaming::Streaming<i64>| async move {
 //!         Ok(numbers.map_ok(|n| n * 2))
-//!     })
+//!     });
+//! let service = Service::builder("numbers")
+//!     .registry(MemoryRegistry::new())
+//!     .transport(MemoryTransport::isolated())
+//!     .server(server)
 //!     .build()?;
 //! let running = service.start().await?;
 //! let client = running.client();
 //!
 //! let numbers = futures::stream::iter([1i64, 2, 3].map(Ok));
-//! let sum: i64 = client.request("numbers", "Numbers.Sum").client_stream(numbers).await?;
+//! let sum = client.request("numbers", SUM).client_stream(numbers).await?;
 //! assert_eq!(sum, 6);
 //!
 //! let counted: Vec<u32> = client
-//!     .request("numbers", "Numbers.Count")
-//!     .server_stream::<_, u32>(&3u32)
+//!     .request::<_, u32>("numbers", "Numbers.Count")
+//!     .server_stream(&3u32)
 //!     .await?
 //!     .try_collect()
 //!     .await?;
@@ -91,8 +100,8 @@
 //!
 //! let (sender, requests) = micro::streaming::channel::<i64>(1);
 //! let mut doubled = client
-//!     .request("numbers", "Numbers.Double")
-//!     .bidi_stream::<i64, i64, _>(requests)
+//!     .request::<i64, i64>("numbers", "Numbers.Double")
+//!     .bidi_stream(requests)
 //!     .await?;
 //! sender.send(21).await?;
 //! assert_eq!(doubled.message().await?, Some(42));
@@ -105,7 +114,6 @@
 
 mod channel;
 mod client;
-mod codec;
 mod server;
 
 use std::{
@@ -115,7 +123,7 @@ use std::{
     task::{Context as TaskContext, Poll, ready},
 };
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
 pub use self::channel::{Receiver, Sender, channel};
@@ -140,7 +148,7 @@ pub struct Streaming<T> {
     decode: Decoder<T>,
 }
 
-type Decoder<T> = Arc<dyn Fn(&[u8]) -> Result<T> + Send + Sync>;
+type Decoder<T> = Arc<dyn Fn(Bytes) -> Result<T> + Send + Sync>;
 
 impl<T> Streaming<T> {
     pub(crate) fn new(messages: BodyStream, decode: Decoder<T>) -> Streaming<T> {
@@ -164,7 +172,7 @@ impl<T> Stream for Streaming<T> {
             return Poll::Ready(None);
         };
         let next = match ready!(messages.poll_next_unpin(cx)) {
-            Some(Ok(bytes)) => Some((self.decode)(&bytes)),
+            Some(Ok(bytes)) => Some((self.decode)(bytes)),
             Some(Err(err)) => Some(Err(err)),
             None => None,
         };
