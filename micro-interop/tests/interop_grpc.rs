@@ -225,6 +225,10 @@ with grpc.insecure_channel(proxied, compression=grpc.Compression.Gzip) as channe
     stub = echo_pb2_grpc.EchoStub(channel)
     reply = stub.Unary(echo_pb2.EchoRequest(message="big", payload=payload), timeout=30)
     out["gzip"] = [reply.message, len(reply.payload), reply.payload == payload]
+    # The built-in services read a compressed channel's calls too.
+    check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="echo"), timeout=30)
+    out["gzip_health"] = health_pb2.HealthCheckResponse.ServingStatus.Name(check.status)
+    out["gzip_services"] = sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
 
 def code_of(call):
     try:
@@ -300,6 +304,15 @@ async fn python_grpc_tools_see_gzip_health_reflection_and_unimplemented() {
     assert!(up < 100_000, "{up} bytes to the server: not compressed");
     assert!(down < 100_000, "{down} bytes to the client: not compressed");
 
+    assert_eq!(out["gzip_health"], "SERVING");
+    assert!(
+        out["gzip_services"]
+            .as_array()
+            .unwrap()
+            .contains(&"micro.echo.Echo".into()),
+        "{}",
+        out["gzip_services"]
+    );
     assert_eq!(out["deflate"], "UNIMPLEMENTED");
     assert_eq!(out["unknown_method"], "UNIMPLEMENTED");
     assert_eq!(out["unknown_service"], "UNIMPLEMENTED");

@@ -96,7 +96,7 @@
 //! | situation | kind | HTTP status |
 //! |---|---|---|
 //! | malformed body, wrong content type | `InvalidArgument` | 400 |
-//! | unknown endpoint, unregistered service | `NotFound` | 404 |
+//! | unknown endpoint, unregistered service | `NotFound` (an unknown endpoint over gRPC: `Unimplemented`, as gRPC tools expect) | 404 |
 //! | handler panicked (the server keeps serving) | `Internal` | 500 |
 //! | call past its deadline | `Timeout` | 504 |
 //! | no reachable node, connection refused | `Unavailable` | 503 |

@@ -79,7 +79,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 use tokio_util::sync::CancellationToken;
-use tonic::server::NamedService;
+use tonic::{codec::CompressionEncoding, server::NamedService};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::util::BoxCloneSyncService;
 
@@ -329,7 +329,15 @@ impl GrpcTransportBuilder {
         }
         let health = if self.config.health {
             let (reporter, service) = tonic_health::server::health_reporter();
-            self = self.add_service(service);
+            // Reads gzip like micro's handlers (a caller may compress a whole
+            // channel), and compresses as the configuration says.
+            let service = service.accept_compressed(CompressionEncoding::Gzip);
+            self = match self.config.compression {
+                Compression::Gzip => {
+                    self.add_service(service.send_compressed(CompressionEncoding::Gzip))
+                }
+                Compression::Identity => self.add_service(service),
+            };
             Some(reporter)
         } else {
             None
@@ -362,9 +370,10 @@ impl GrpcTransportBuilder {
         let v1alpha = configure(&self.descriptor_sets)
             .build_v1alpha()
             .map_err(invalid)?;
+        let compression = self.config.compression;
         Ok(self
-            .add_service(reflection::v1::Forgiving::server(v1))
-            .add_service(reflection::v1alpha::Forgiving::server(v1alpha)))
+            .add_service(reflection::v1::Forgiving::server(v1, compression))
+            .add_service(reflection::v1alpha::Forgiving::server(v1alpha, compression)))
     }
 }
 

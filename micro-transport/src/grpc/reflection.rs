@@ -11,6 +11,9 @@
 use std::convert::Infallible;
 
 use futures::{StreamExt, stream::BoxStream};
+use tonic::codec::CompressionEncoding;
+
+use super::Compression;
 
 /// Both versions share one shape; only the generated types differ.
 macro_rules! forgiving_reflection {
@@ -42,11 +45,20 @@ macro_rules! forgiving_reflection {
                     + 'static,
                 S::Future: Send + 'static,
             {
-                /// Wraps tonic-reflection's server in one that keeps streams open.
-                pub(in super::super) fn server(inner: S) -> ServerReflectionServer<Forgiving<S>> {
-                    ServerReflectionServer::new(Forgiving {
+                /// Wraps tonic-reflection's server in one that keeps streams
+                /// open, reads gzip and compresses as `compression` says.
+                pub(in super::super) fn server(
+                    inner: S,
+                    compression: Compression,
+                ) -> ServerReflectionServer<Forgiving<S>> {
+                    let server = ServerReflectionServer::new(Forgiving {
                         inner: ServerReflectionClient::new(inner),
                     })
+                    .accept_compressed(CompressionEncoding::Gzip);
+                    match compression {
+                        Compression::Gzip => server.send_compressed(CompressionEncoding::Gzip),
+                        Compression::Identity => server,
+                    }
                 }
             }
 

@@ -187,7 +187,7 @@ async fn handle(
     };
     let Some(endpoint) = route(&state, service, method) else {
         return Ok(status_response(&Error::unimplemented(format!(
-            "unknown gRPC method /{service}/{method}"
+            "unknown endpoint {service}.{method} (gRPC method /{service}/{method})"
         ))));
     };
     let encodings = match Encodings::negotiate(&state, request.headers()) {
