@@ -20,7 +20,7 @@
 //!   counter. A browser that hears nothing for a TTL drops the node: that is
 //!   how a process killed without a goodbye disappears. The registering
 //!   process also stops announcing a registration whose TTL lapsed.
-//! - A fresh registry's lookups wait up to [`MdnsConfig::discovery_wait_ms`]
+//! - A fresh registry's lookups wait up to [`MdnsConfig::discovery_wait`]
 //!   for answers before saying `NotFound`, since it knows nothing yet.
 //!
 //! # Interfaces
@@ -141,7 +141,7 @@ impl MdnsRegistry {
                 daemon,
                 config: config.clone(),
                 token: format!("{:08x}", rand::random::<u32>()),
-                view: LocalView::new(config.discovery_wait()),
+                view: LocalView::new(config.discovery_wait),
                 browse: Mutex::new(Some(browse)),
                 task_running: AtomicBool::new(false),
                 renewals: AtomicU64::new(0),
@@ -495,9 +495,9 @@ impl MdnsRegistryBuilder {
         self
     }
 
-    /// Sets [`MdnsConfig::discovery_wait_ms`].
+    /// Sets [`MdnsConfig::discovery_wait`].
     pub fn discovery_wait(mut self, wait: Duration) -> MdnsRegistryBuilder {
-        self.config.discovery_wait_ms = config::millis(wait);
+        self.config.discovery_wait = wait;
         self
     }
 

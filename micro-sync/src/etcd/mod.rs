@@ -79,7 +79,7 @@ impl EtcdCoordinatorBuilder {
 
     /// How long connecting may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> EtcdCoordinatorBuilder {
-        self.config.connect_timeout_ms = timeout.as_millis().try_into().unwrap_or(u64::MAX);
+        self.config.connect_timeout = timeout;
         self
     }
 

@@ -21,7 +21,6 @@
 //! a retry prefers a node that has not failed this call yet. No retry starts
 //! once its backoff would end past the deadline.
 
-mod backoff;
 pub(crate) mod call;
 
 use std::{
@@ -36,8 +35,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::time::Instant;
 use tower::{Layer, Service as TowerService};
 
-pub use backoff::Backoff;
 pub use call::CallBuilder;
+pub use micro_core::{Attempts, Backoff};
 
 use crate::{
     Error, ErrorKind, Metadata, Result,
