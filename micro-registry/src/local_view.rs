@@ -21,8 +21,8 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::{
-    Error, ErrorKind, MemoryRegistry, Node, RegisterOptions, Registry, Result, Service,
-    WatchOptions, WatchStream,
+    ErrorKind, MemoryRegistry, Node, RegisterOptions, Registry, Result, Service, WatchOptions,
+    WatchStream,
 };
 
 /// `(service name, version, node id)`: what identifies one registration.
@@ -180,28 +180,4 @@ impl<A: Clone> LocalView<A> {
     pub(crate) async fn watch(&self, options: &WatchOptions) -> Result<WatchStream> {
         self.view.watch(options).await
     }
-}
-
-/// Checks a registration before anything is announced: the same rules as the
-/// memory backend, so a bad registration never reaches the network.
-pub(crate) fn validate(service: &Service, options: &RegisterOptions) -> Result<()> {
-    if service.name.is_empty() {
-        return Err(Error::invalid_argument("service name is empty"));
-    }
-    if service.nodes.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "registration of {:?} has no nodes",
-            service.name
-        )));
-    }
-    if service.nodes.iter().any(|node| node.id.is_empty()) {
-        return Err(Error::invalid_argument(format!(
-            "registration of {:?} has a node with an empty id",
-            service.name
-        )));
-    }
-    if options.ttl.is_some_and(|ttl| ttl.is_zero()) {
-        return Err(Error::invalid_argument("registration TTL is zero"));
-    }
-    Ok(())
 }

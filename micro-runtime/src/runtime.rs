@@ -356,10 +356,11 @@ macro_rules! forward_runtime {
 forward_runtime!(Arc);
 forward_runtime!(Box);
 
-/// Service names: DNS labels, valid for every backend.
+/// Service names: valid names ([`micro_core::name::validate`]) that are
+/// also DNS labels, so a Kubernetes backend can use them as they are.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
+    micro_core::name::validate("service", name)?;
+    let valid = name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
         && name

@@ -354,7 +354,7 @@ impl Registry for ConsulRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        record::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         for record in record::split(service) {
             self.inner.register_record(&record, options.ttl).await?;
         }

@@ -350,7 +350,7 @@ impl Registry for EtcdRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        record::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         let ttl = ttl_seconds(options);
         for record in record::split(service) {
             self.inner.register_record(&record, ttl).await?;

@@ -66,7 +66,7 @@ pub use self::config::{
 };
 use crate::{
     Capabilities, Error, RegisterOptions, Registry, Result, Service, WatchOptions, WatchStream,
-    local_view::{self, LocalView, NodeKey, node_key, single},
+    local_view::{LocalView, NodeKey, node_key, single},
 };
 
 /// The prefix of the keys holding registrations in a member's state.
@@ -396,7 +396,7 @@ impl Registry for GossipRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        local_view::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         self.ensure_follower().await?;
         let nodes = service
             .nodes

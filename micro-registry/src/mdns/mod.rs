@@ -71,7 +71,7 @@ pub use self::config::{
 };
 use crate::{
     Capabilities, Error, RegisterOptions, Registry, Result, Service, WatchOptions, WatchStream,
-    local_view::{self, LocalView, node_key, single},
+    local_view::{LocalView, node_key, single},
 };
 
 /// How often own registrations are checked for an expired TTL.
@@ -274,7 +274,7 @@ impl Registry for MdnsRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        local_view::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         self.ensure_task();
         // Encode every node first, so an oversized one is refused before any is announced.
         let nodes = service
