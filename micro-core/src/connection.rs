@@ -27,10 +27,10 @@ use std::io;
 pub fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
-        if let Some(io) = error.downcast_ref::<io::Error>() {
-            if is_connection_kind(io.kind()) {
-                return true;
-            }
+        if let Some(io) = error.downcast_ref::<io::Error>()
+            && is_connection_kind(io.kind())
+        {
+            return true;
         }
         if says_connection_failed(&error.to_string()) {
             return true;

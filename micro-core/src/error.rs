@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// The kinds follow gRPC's status codes one for one, because those are the
 /// most widely understood RPC failure vocabulary and they map onto HTTP
-/// statuses without loss of meaning. [`ErrorKind::Ok`] has no variant: success
+/// statuses without loss of meaning. `ErrorKind::Ok` has no variant: success
 /// is not an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

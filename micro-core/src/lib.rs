@@ -13,7 +13,7 @@
 //!   `250ms`, `1.5s`, `1h 30m`), with serde adaptors;
 //! - [`Backoff`]: the one backoff for retries and reconnections;
 //! - [`name`]: the one validator for service, endpoint and lock names;
-//! - [`env`]: reading `MICRO_*` variables (empty is unset, errors name the variable);
+//! - [`env`](mod@env): reading `MICRO_*` variables (empty is unset, errors name the variable);
 //! - [`is_connection_failure`]: the one rule that makes a lost server `Unavailable`.
 //!
 //! Users rarely depend on this crate directly: `micro` and every building-block

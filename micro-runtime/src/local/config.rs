@@ -62,10 +62,6 @@ impl LocalConfig {
         }
         config
     }
-
-    pub(crate) fn grace_period(&self) -> Duration {
-        self.grace_period
-    }
 }
 
 impl Default for LocalConfig {

@@ -1,7 +1,7 @@
 //! The local backend: every service is a child process of this one.
 //!
-//! - **Sources**: a [`Source::Path`](crate::Source::Path) is built in place;
-//!   a [`Source::Git`](crate::Source::Git) URL (including `file://`) is cloned
+//! - **Sources**: a [`Source::Path`] is built in place;
+//!   a [`Source::Git`] URL (including `file://`) is cloned
 //!   into [`LocalConfig::workdir`]`/<name>`.
 //! - **Builds**: `cargo build` of the chosen package and target, with a
 //!   shared target directory if [`LocalConfig::target_dir`] is set; cargo's
@@ -171,7 +171,7 @@ impl LocalRuntime {
         Ok(Launch {
             executable,
             env,
-            grace: self.inner.config.grace_period(),
+            grace: self.inner.config.grace_period,
         })
     }
 }
