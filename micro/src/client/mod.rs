@@ -337,7 +337,6 @@ impl Client {
         let policy = self.retry_policy(call.retries).until(Some(deadline));
         let tried = Tried::default();
         let tries = UnaryTries {
-            client: self,
             backends,
             call: &call,
             content_type,
@@ -345,7 +344,8 @@ impl Client {
             timeout,
             tried: &tried,
         };
-        tower::retry::Retry::new(policy, tries)
+        let send = tower::service_fn(move |attempt| self.attempt(tries, attempt));
+        tower::retry::Retry::new(policy, send)
             .oneshot(UnaryTry { metadata, body })
             .await
     }
@@ -524,31 +524,15 @@ impl Resend for UnaryTry {
     }
 }
 
-/// The tries of one unary call, as the service a [`RetryPolicy`] retries.
+/// What every try of one unary call shares.
 #[derive(Clone, Copy)]
 struct UnaryTries<'a> {
-    client: &'a Client,
     backends: &'a Backends,
     call: &'a call::CallSpec,
     content_type: ContentType,
     deadline: Instant,
     timeout: Duration,
     tried: &'a Tried,
-}
-
-impl<'a> TowerService<UnaryTry> for UnaryTries<'a> {
-    type Response = Response;
-    type Error = Error;
-    type Future = futures::future::BoxFuture<'a, Result<Response>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, attempt: UnaryTry) -> Self::Future {
-        let tries = *self;
-        Box::pin(tries.client.attempt(tries, attempt))
-    }
 }
 
 impl fmt::Debug for Client {

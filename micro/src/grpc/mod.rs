@@ -209,12 +209,8 @@ impl Inner {
             .path_and_query()
             .map_or("/", |path| path.as_str())
             .to_owned();
-        let tried = Tried::default();
-        let tries = GrpcTries {
-            inner: self,
-            path: &path,
-            tried: &tried,
-        };
+        let (path, tried) = (path.as_str(), &Tried::default());
+        let send = tower::service_fn(move |attempt| self.attempt(path, tried, attempt));
         let first = GrpcTry {
             method: parts.method,
             version: parts.version,
@@ -222,7 +218,7 @@ impl Inner {
             replay: Arc::new(Replay::new(body, self.replay_limit)),
         };
         let policy = RetryPolicy::new(self.retries, self.backoff).until(deadline);
-        tower::retry::Retry::new(policy, tries).oneshot(first).await
+        tower::retry::Retry::new(policy, send).oneshot(first).await
     }
 
     /// One try on a node, preferring one that has not failed this call.
@@ -288,29 +284,6 @@ impl Resend for GrpcTry {
             headers: self.headers.clone(),
             replay: Arc::clone(&self.replay),
         })
-    }
-}
-
-/// The tries of one gRPC call, as the service a [`RetryPolicy`] retries.
-#[derive(Clone, Copy)]
-struct GrpcTries<'a> {
-    inner: &'a Inner,
-    path: &'a str,
-    tried: &'a Tried,
-}
-
-impl<'a> tower::Service<GrpcTry> for GrpcTries<'a> {
-    type Response = GrpcResponse;
-    type Error = Error;
-    type Future = BoxFuture<'a, Result<GrpcResponse>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, attempt: GrpcTry) -> Self::Future {
-        let GrpcTries { inner, path, tried } = *self;
-        inner.attempt(path, tried, attempt).boxed()
     }
 }
 

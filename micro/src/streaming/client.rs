@@ -212,11 +212,9 @@ impl Client {
         };
         // A streamed request cannot be replayed: it is tried once.
         let policy = self.retry_policy(call.retries).until(opening);
-        let tries = StreamTries {
-            client: self,
-            attempt: &attempt,
-        };
-        tower::retry::Retry::new(policy, tries)
+        let attempt = &attempt;
+        let send = tower::service_fn(move |StreamTry(body)| self.stream_attempt(attempt, body));
+        tower::retry::Retry::new(policy, send)
             .oneshot(StreamTry(body))
             .await
     }
@@ -300,29 +298,6 @@ impl Resend for StreamTry {
             Body::Full(bytes) => Some(StreamTry(Body::Full(bytes.clone()))),
             _ => None,
         }
-    }
-}
-
-/// The tries of one streaming call, as the service a
-/// [`RetryPolicy`](crate::client::RetryPolicy) retries.
-#[derive(Clone, Copy)]
-struct StreamTries<'a> {
-    client: &'a Client,
-    attempt: &'a Attempt<'a>,
-}
-
-impl<'a> tower::Service<StreamTry> for StreamTries<'a> {
-    type Response = Response;
-    type Error = Error;
-    type Future = futures::future::BoxFuture<'a, Result<Response>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, StreamTry(body): StreamTry) -> Self::Future {
-        let StreamTries { client, attempt } = *self;
-        Box::pin(client.stream_attempt(attempt, body))
     }
 }
 
