@@ -5,6 +5,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream::BoxStream};
+use micro_core::Backoff;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio::{sync::broadcast, task::AbortHandle};
@@ -14,10 +15,10 @@ use crate::{DynSource, Error, Result, Source, SourceStream, de, value};
 /// How many events a slow watcher may fall behind before it skips to the
 /// current configuration.
 const EVENT_BUFFER: usize = 64;
-/// The first wait before reopening a source's watch that ended.
-const REOPEN_BACKOFF_MIN: Duration = Duration::from_millis(500);
-/// The longest wait between attempts to reopen a source's watch.
-const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The waits before reopening a source's watch that ended: from half a
+/// second, doubling up to 30 seconds.
+const REOPEN_BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_millis(500), Duration::from_secs(30));
 
 /// Looks environment variables up for `${VAR}` expansion.
 type VarsFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -141,12 +142,12 @@ impl Core {
 /// watch with backoff whenever it ends.
 async fn follow(core: Arc<Core>, index: usize, mut stream: SourceStream) {
     let source = core.sources[index].clone();
-    let mut backoff = REOPEN_BACKOFF_MIN;
+    let mut attempts = REOPEN_BACKOFF.attempts();
     loop {
         while let Some(item) = stream.next().await {
             match item {
                 Ok(snapshot) => {
-                    backoff = REOPEN_BACKOFF_MIN;
+                    attempts.reset();
                     core.apply(index, snapshot);
                 }
                 Err(error) => core.report(index, error),
@@ -154,8 +155,7 @@ async fn follow(core: Arc<Core>, index: usize, mut stream: SourceStream) {
         }
         tracing::debug!(source = %source.name(), "config watch ended; reopening");
         stream = loop {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(REOPEN_BACKOFF_MAX);
+            attempts.wait().await;
             match source.watch().await {
                 Ok(stream) => break stream,
                 Err(error) => core.report(index, error),

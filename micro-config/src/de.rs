@@ -193,7 +193,7 @@ impl<'a> ValueDeserializer<'a> {
                 )),
             };
         };
-        let duration: Duration = humantime::parse_duration(text.trim())
+        let duration: Duration = micro_core::duration::parse(&text)
             .map_err(|_| de::Error::invalid_value(Unexpected::Str(&text), &ExpectedDuration))?;
         let mut parts = Map::new();
         parts.insert("secs".to_owned(), duration.as_secs().into());

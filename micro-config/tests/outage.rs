@@ -1,7 +1,7 @@
 //! Fault tests with real servers: a configuration server that dies under a
 //! running `Config` leaves the last good values in force, the failure is
 //! reported to watchers where the client library surfaces it, and the source
-//! is followed again once the server is back.
+//! is followed again once the server is back, every one of [`ROUNDS`] times.
 
 use std::time::Duration;
 
@@ -12,6 +12,12 @@ use micro_config::{
 use micro_test_servers::{ConsulStandIn, EtcdServer, NatsServer};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// How many times each server is killed and restarted in one test, so that a
+/// rare error mapping shows up here rather than in CI.
+const ROUNDS: usize = 20;
+/// Rounds for NATS: async-nats reconnects and the KV watch comes back on
+/// their own schedule, about ten seconds a round, so fewer rounds.
+const NATS_ROUNDS: usize = 3;
 
 async fn next<T>(watch: &mut WatchStream<T>, what: &str) -> micro_config::Result<T> {
     tokio::time::timeout(WAIT, watch.next())
@@ -49,23 +55,34 @@ async fn etcd_outage_keeps_the_last_good_values() {
     let config = Config::builder().source(source).build().await.unwrap();
     let mut hosts = config.watch::<String>("db.host");
 
-    etcd.kill().await;
-    let error = next(&mut hosts, "the outage")
-        .await
-        .expect_err("the watch reports the lost server");
-    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
-    assert_eq!(config.get::<String>("db.host").unwrap(), "primary");
+    let mut last = "primary".to_owned();
+    for round in 0..ROUNDS {
+        etcd.kill().await;
+        let error = next(&mut hosts, "the outage")
+            .await
+            .expect_err("the watch reports the lost server");
+        assert_eq!(
+            error.kind(),
+            ErrorKind::Unavailable,
+            "round {round}: {error}"
+        );
+        assert_eq!(config.get::<String>("db.host").unwrap(), last);
 
-    etcd.restart().await;
-    let mut client = etcd_client::Client::connect([etcd.endpoint()], None)
-        .await
-        .expect("connecting to etcd again");
-    client.put("app/db/host", "secondary", None).await.unwrap();
-    assert_eq!(
-        next_value(&mut hosts, "the change after the restart").await,
-        "secondary"
-    );
-    assert_eq!(config.get::<String>("db.host").unwrap(), "secondary");
+        etcd.restart().await;
+        let mut client = etcd_client::Client::connect([etcd.endpoint()], None)
+            .await
+            .expect("connecting to etcd again");
+        last = format!("secondary-{round}");
+        client
+            .put("app/db/host", last.as_str(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            next_value(&mut hosts, "the change after the restart").await,
+            last
+        );
+        assert_eq!(config.get::<String>("db.host").unwrap(), last);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,12 +90,18 @@ async fn consul_outage_keeps_the_last_good_values() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let consul = ConsulStandIn::start().await;
     let http = reqwest::Client::new();
-    let put = |value: &'static str| {
+    let put = |value: String| {
         http.put(format!("{}/v1/kv/app/db/host", consul.url()))
             .body(value)
             .send()
     };
-    assert!(put("primary").await.unwrap().status().is_success());
+    assert!(
+        put("primary".to_owned())
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
     let source = ConsulSource::builder()
         .address(consul.url())
         .prefix("app/")
@@ -88,19 +111,27 @@ async fn consul_outage_keeps_the_last_good_values() {
     let config = Config::builder().source(source).build().await.unwrap();
     let mut hosts = config.watch::<String>("db.host");
 
-    consul.kill().await;
-    let error = next(&mut hosts, "the outage")
-        .await
-        .expect_err("the watch reports the lost agent");
-    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
-    assert_eq!(config.get::<String>("db.host").unwrap(), "primary");
+    let mut last = "primary".to_owned();
+    for round in 0..ROUNDS {
+        consul.kill().await;
+        let error = next(&mut hosts, "the outage")
+            .await
+            .expect_err("the watch reports the lost agent");
+        assert_eq!(
+            error.kind(),
+            ErrorKind::Unavailable,
+            "round {round}: {error}"
+        );
+        assert_eq!(config.get::<String>("db.host").unwrap(), last);
 
-    consul.restart().await;
-    assert!(put("secondary").await.unwrap().status().is_success());
-    assert_eq!(
-        next_value(&mut hosts, "the change after the restart").await,
-        "secondary"
-    );
+        consul.restart().await;
+        last = format!("secondary-{round}");
+        assert!(put(last.clone()).await.unwrap().status().is_success());
+        assert_eq!(
+            next_value(&mut hosts, "the change after the restart").await,
+            last
+        );
+    }
 }
 
 /// async-nats reconnects by itself; whether the KV watch reports the outage
@@ -131,24 +162,28 @@ async fn nats_outage_keeps_the_last_good_values() {
     assert_eq!(config.get::<String>("db.host").unwrap(), "primary");
     let mut hosts = config.watch::<String>("db.host");
 
-    nats.kill().await;
-    assert_eq!(config.get::<String>("db.host").unwrap(), "primary");
-    nats.restart().await;
+    let mut last = "primary".to_owned();
+    for round in 0..NATS_ROUNDS {
+        nats.kill().await;
+        assert_eq!(config.get::<String>("db.host").unwrap(), last);
+        nats.restart().await;
 
-    // The source's own connection reconnects; write through it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match source.store().put("db.host", "secondary".into()).await {
-            Ok(_) => break,
-            Err(err) if tokio::time::Instant::now() < deadline => {
-                println!("writing after the restart: {err}; once more when reconnected");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+        // The source's own connection reconnects; write through it.
+        last = format!("secondary-{round}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match source.store().put("db.host", last.clone().into()).await {
+                Ok(_) => break,
+                Err(err) if tokio::time::Instant::now() < deadline => {
+                    println!("writing after the restart: {err}; once more when reconnected");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => panic!("cannot write after the restart: {err}"),
             }
-            Err(err) => panic!("cannot write after the restart: {err}"),
         }
+        assert_eq!(
+            next_value(&mut hosts, "the change after the restart").await,
+            last
+        );
     }
-    assert_eq!(
-        next_value(&mut hosts, "the change after the restart").await,
-        "secondary"
-    );
 }

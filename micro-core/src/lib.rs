@@ -13,7 +13,8 @@
 //!   `250ms`, `1.5s`, `1h 30m`), with serde adaptors;
 //! - [`Backoff`]: the one backoff for retries and reconnections;
 //! - [`name`]: the one validator for service, endpoint and lock names;
-//! - [`env`](mod@env): reading `MICRO_*` variables (empty is unset, errors name the variable).
+//! - [`env`](mod@env): reading `MICRO_*` variables (empty is unset, errors name the variable);
+//! - [`is_connection_failure`]: the one rule that makes a lost server `Unavailable`.
 //!
 //! Users rarely depend on this crate directly: `micro` and every building-block
 //! crate re-export these types.
@@ -30,6 +31,7 @@
 //! ```
 
 mod backoff;
+mod connection;
 pub mod duration;
 pub mod env;
 mod error;
@@ -37,5 +39,6 @@ mod metadata;
 pub mod name;
 
 pub use backoff::{Attempts, Backoff};
+pub use connection::is_connection_failure;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use metadata::Metadata;

@@ -10,6 +10,7 @@ use std::{
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use micro_core::Backoff;
 use tokio::{task::AbortHandle, time::Instant};
 
 use crate::{
@@ -406,17 +407,17 @@ async fn follow<R: Registry>(
     let Some(options) = cache.upgrade().map(|shared| shared.options) else {
         return;
     };
-    let mut backoff = options.min_backoff;
+    let mut attempts = Backoff::exponential(options.min_backoff, options.max_backoff).attempts();
     loop {
         let stream = match watch.take() {
             Some(stream) => stream,
             None => match reopen(&cache, &name, &slot).await {
                 Some(Ok(stream)) => stream,
                 Some(Err(err)) => {
-                    tracing::warn!(service = %name, error = %err, retry_in = ?backoff,
+                    let delay = attempts.next_delay();
+                    tracing::warn!(service = %name, error = %err, retry_in = ?delay,
                         "registry watch could not be reopened");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(options.max_backoff);
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
                 None => return,
@@ -427,12 +428,12 @@ async fn follow<R: Registry>(
         let err = apply_events(stream, &name, &slot).await;
         slot.set_watching(false);
         if opened.elapsed() > options.max_backoff {
-            backoff = options.min_backoff;
+            attempts.reset();
         }
-        tracing::warn!(service = %name, error = %err, retry_in = ?backoff,
+        let delay = attempts.next_delay();
+        tracing::warn!(service = %name, error = %err, retry_in = ?delay,
             "registry watch failed; serving cached entries while reopening it");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(options.max_backoff);
+        tokio::time::sleep(delay).await;
     }
 }
 

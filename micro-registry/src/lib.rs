@@ -96,6 +96,7 @@ mod cache;
 pub mod conformance;
 mod registry;
 mod service;
+mod validate;
 
 pub use cache::{CachingRegistry, CachingRegistryBuilder};
 #[cfg(feature = "memory")]
@@ -105,3 +106,4 @@ pub use registry::{
     Capabilities, DynRegistry, RegisterOptions, Registry, WatchOptions, WatchStream,
 };
 pub use service::{Endpoint, Event, EventKind, Node, Service};
+pub use validate::validate_registration;

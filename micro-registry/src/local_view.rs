@@ -21,8 +21,8 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::{
-    Error, ErrorKind, MemoryRegistry, Node, RegisterOptions, Registry, Result, Service,
-    WatchOptions, WatchStream,
+    ErrorKind, MemoryRegistry, Node, RegisterOptions, Registry, Result, Service, WatchOptions,
+    WatchStream,
 };
 
 /// `(service name, version, node id)`: what identifies one registration.
@@ -179,91 +179,5 @@ impl<A: Clone> LocalView<A> {
     /// Changes from now on.
     pub(crate) async fn watch(&self, options: &WatchOptions) -> Result<WatchStream> {
         self.view.watch(options).await
-    }
-}
-
-/// Checks a registration before anything is announced: the same rules as the
-/// memory backend, so a bad registration never reaches the network.
-pub(crate) fn validate(service: &Service, options: &RegisterOptions) -> Result<()> {
-    if service.name.is_empty() {
-        return Err(Error::invalid_argument("service name is empty"));
-    }
-    if service.nodes.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "registration of {:?} has no nodes",
-            service.name
-        )));
-    }
-    if service.nodes.iter().any(|node| node.id.is_empty()) {
-        return Err(Error::invalid_argument(format!(
-            "registration of {:?} has a node with an empty id",
-            service.name
-        )));
-    }
-    if options.ttl.is_some_and(|ttl| ttl.is_zero()) {
-        return Err(Error::invalid_argument("registration TTL is zero"));
-    }
-    Ok(())
-}
-
-/// Parses a duration written as a number with a unit (`250ms`, `2s`, `1m`,
-/// `1h`) or as bare milliseconds (`250`), for configuration from the environment.
-pub(crate) fn parse_duration(variable: &str, text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let invalid = || {
-        Error::invalid_argument(format!(
-            "{variable}={text:?} is not a duration (examples: 250ms, 2s, 1m)"
-        ))
-    };
-    let value: f64 = number.parse().map_err(|_| invalid())?;
-    let seconds = match unit.trim() {
-        "" | "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(invalid()),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| invalid())
-}
-
-/// Reads an environment variable, treating empty as unset and non-Unicode as an error.
-pub(crate) fn env_var(name: &str) -> Result<Option<String>> {
-    match std::env::var(name) {
-        Ok(value) if value.trim().is_empty() => Ok(None),
-        Ok(value) => Ok(Some(value.trim().to_owned())),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(Error::invalid_argument(format!(
-            "{name} is not valid Unicode"
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        for (text, expected) in [
-            ("250ms", Duration::from_millis(250)),
-            ("250", Duration::from_millis(250)),
-            ("2s", Duration::from_secs(2)),
-            ("1.5s", Duration::from_millis(1500)),
-            ("1m", Duration::from_secs(60)),
-            (" 1h ", Duration::from_secs(3600)),
-        ] {
-            assert_eq!(parse_duration("X", text).unwrap(), expected, "{text}");
-        }
-        for bad in ["", "s", "2 parsecs", "-1s", "1e400s"] {
-            assert_eq!(
-                parse_duration("X", bad).unwrap_err().kind(),
-                ErrorKind::InvalidArgument,
-                "{bad}"
-            );
-        }
     }
 }

@@ -9,31 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Error, RegisterOptions, Result, Service};
-
-/// Rejects what no backend may store: an empty name, no nodes, a node without
-/// an id, a zero TTL.
-pub(crate) fn validate(service: &Service, options: &RegisterOptions) -> Result<()> {
-    if service.name.is_empty() {
-        return Err(Error::invalid_argument("service name is empty"));
-    }
-    if service.nodes.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "registration of {:?} has no nodes",
-            service.name
-        )));
-    }
-    if service.nodes.iter().any(|node| node.id.is_empty()) {
-        return Err(Error::invalid_argument(format!(
-            "registration of {:?} has a node with an empty id",
-            service.name
-        )));
-    }
-    if options.ttl.is_some_and(|ttl| ttl.is_zero()) {
-        return Err(Error::invalid_argument("registration TTL is zero"));
-    }
-    Ok(())
-}
+use crate::{Error, Result, Service};
 
 /// One record per node of `service`, each a copy of the service with exactly that node.
 pub(crate) fn split(service: &Service) -> impl Iterator<Item = Service> + '_ {
@@ -173,32 +149,12 @@ pub(crate) fn event(kind: crate::EventKind, service: Service) -> crate::Event {
     }
 }
 
-/// Durations as whole milliseconds in configuration files.
-pub(crate) mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(
-        value: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{ErrorKind, Node};
+    use crate::Node;
 
     #[test]
     fn split_then_group_gives_back_the_service() {
@@ -223,24 +179,6 @@ mod tests {
             .with_node(Node::new("a", ""))
             .with_node(Node::new("b", ""));
         assert!(decode(&encode(&two).unwrap(), "test").is_none());
-    }
-
-    #[test]
-    fn invalid_registrations_are_rejected() {
-        let ok = Service::new("x").with_node(Node::new("a", ""));
-        assert!(validate(&ok, &RegisterOptions::default()).is_ok());
-        let zero = RegisterOptions::ttl(Duration::ZERO);
-        assert_eq!(
-            validate(&ok, &zero).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
-        );
-        let no_id = Service::new("x").with_node(Node::new("", ""));
-        assert_eq!(
-            validate(&no_id, &RegisterOptions::default())
-                .unwrap_err()
-                .kind(),
-            ErrorKind::InvalidArgument
-        );
     }
 
     #[test]

@@ -2,6 +2,7 @@ use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration, 
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use micro_core::Backoff;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -63,12 +64,15 @@ pub struct RestartPolicy {
     pub mode: RestartMode,
     /// The most restarts in a row before giving up (`None`: no limit). Default: 10.
     pub max_restarts: Option<u32>,
-    /// The first delay, in milliseconds. Default: 100.
-    pub initial_backoff_ms: u64,
-    /// The longest delay, in milliseconds. Default: 30 000.
-    pub max_backoff_ms: u64,
-    /// How long a run must last to reset the backoff, in milliseconds. Default: 10 000.
-    pub reset_after_ms: u64,
+    /// The first delay. Default: `100ms`.
+    #[serde(with = "micro_core::duration::serde")]
+    pub initial_backoff: Duration,
+    /// The longest delay. Default: `30s`.
+    #[serde(with = "micro_core::duration::serde")]
+    pub max_backoff: Duration,
+    /// How long a run must last to reset the backoff. Default: `10s`.
+    #[serde(with = "micro_core::duration::serde")]
+    pub reset_after: Duration,
 }
 
 impl RestartPolicy {
@@ -80,14 +84,13 @@ impl RestartPolicy {
         }
     }
 
-    /// The delay before restart number `attempt` (0-based) in a row.
+    /// The delay before restart number `attempt` (0-based) in a row:
+    /// [`Backoff::exponential`] from `initial_backoff` to `max_backoff`,
+    /// without jitter (one process restarting has nobody to collide with).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u64.saturating_pow(attempt);
-        let millis = self
-            .initial_backoff_ms
-            .saturating_mul(factor)
-            .min(self.max_backoff_ms.max(self.initial_backoff_ms));
-        Duration::from_millis(millis)
+        Backoff::exponential(self.initial_backoff, self.max_backoff)
+            .without_jitter()
+            .delay(attempt)
     }
 }
 
@@ -96,9 +99,9 @@ impl Default for RestartPolicy {
         RestartPolicy {
             mode: RestartMode::OnFailure,
             max_restarts: Some(10),
-            initial_backoff_ms: 100,
-            max_backoff_ms: 30_000,
-            reset_after_ms: 10_000,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            reset_after: Duration::from_secs(10),
         }
     }
 }
@@ -353,10 +356,11 @@ macro_rules! forward_runtime {
 forward_runtime!(Arc);
 forward_runtime!(Box);
 
-/// Service names: DNS labels, valid for every backend.
+/// Service names: valid names ([`micro_core::name::validate`]) that are
+/// also DNS labels, so a Kubernetes backend can use them as they are.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
+    micro_core::name::validate("service", name)?;
+    let valid = name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
         && name
@@ -378,8 +382,8 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let policy = RestartPolicy {
-            initial_backoff_ms: 100,
-            max_backoff_ms: 1000,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
             ..RestartPolicy::default()
         };
         let delays: Vec<u64> = (0..6)

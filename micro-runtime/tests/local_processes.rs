@@ -187,9 +187,9 @@ async fn a_crashing_service_is_restarted_with_backoff_until_the_policy_gives_up(
     let mut policy = RestartPolicy::default();
     policy.mode = RestartMode::OnFailure;
     policy.max_restarts = Some(3);
-    policy.initial_backoff_ms = 20;
-    policy.max_backoff_ms = 100;
-    policy.reset_after_ms = 60_000;
+    policy.initial_backoff = Duration::from_millis(20);
+    policy.max_backoff = Duration::from_millis(100);
+    policy.reset_after = Duration::from_secs(60);
     built(&runtime, "crasher", "crash", policy).await;
     let mut logs = runtime
         .logs("crasher", &LogOptions::follow())

@@ -125,20 +125,23 @@ impl Capabilities {
 /// The longest name of a lock or role.
 const MAX_NAME: usize = 256;
 
-/// Lock and role names: a character set every backend's key syntax accepts
-/// (NATS KV keys are the narrowest).
+/// Lock and role names: a `/`-separated path of names, each valid by
+/// [`micro_core::name::validate`] (the one definition of a name), so every
+/// backend's key syntax carries it (NATS KV keys are the narrowest).
 fn validate_name(what: &str, name: &str) -> Result<()> {
-    let valid_char =
-        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.' | '=');
-    if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(valid_char) {
+    if name.len() > MAX_NAME {
         return Err(Error::invalid_argument(format!(
-            "a {what} name must be 1 to {MAX_NAME} characters from A-Z a-z 0-9 - _ / . =, got {name:?}"
+            "a {what} name is at most {MAX_NAME} bytes, got {} bytes",
+            name.len()
         )));
     }
-    if name.starts_with(['.', '/']) || name.ends_with(['.', '/']) || name.contains("..") {
-        return Err(Error::invalid_argument(format!(
-            "a {what} name must not start or end with '.' or '/', nor contain '..', got {name:?}"
-        )));
+    for part in name.split('/') {
+        micro_core::name::validate(what, part).map_err(|err| {
+            Error::invalid_argument(format!(
+                "{what} name {name:?} is not a '/'-separated path of names: {}",
+                err.message()
+            ))
+        })?;
     }
     Ok(())
 }
@@ -191,10 +194,22 @@ mod tests {
 
     #[test]
     fn names_are_checked_for_every_backend() {
-        for good in ["a", "orders/db", "svc.leader", "x-1_2=3"] {
+        for good in ["a", "orders/db", "svc.leader", "x-1_2.3"] {
             assert!(validate_name("lock", good).is_ok(), "{good}");
         }
-        for bad in ["", "a b", ".a", "a.", "/a", "a..b", "é", &"x".repeat(257)] {
+        for bad in [
+            "",
+            "a b",
+            ".a",
+            "a.",
+            "/a",
+            "a/",
+            "a//b",
+            "a..b",
+            "a=b",
+            "é",
+            &"x".repeat(257),
+        ] {
             let err = validate_name("lock", bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}");
         }

@@ -108,8 +108,10 @@ impl LockGuard {
 
 /// Distributed mutual exclusion: at most one holder per lock name at a time.
 ///
-/// Names are 1 to 256 characters from `A-Z a-z 0-9 - _ / . =` (portable to
-/// every backend's key syntax); anything else is `InvalidArgument`.
+/// Names are at most 256 characters: a `/`-separated path (`orders/db`) of
+/// names valid by [`micro_core::name::validate`] (letters, digits, `.`, `-`,
+/// `_`; portable to every backend's key syntax); anything else is
+/// `InvalidArgument`.
 ///
 /// `Arc<T>` and `Box<T>` forward the trait, so [`DynLock`] is a lock too.
 #[async_trait]

@@ -445,7 +445,7 @@ const PRESSURE_MESSAGE: usize = 64 * 1024;
 const IN_FLIGHT_BOUND: u64 = 512;
 
 /// A slow reader of a client stream holds its producer back: while the
-/// handler pauses, production stops within 512 messages, and
+/// handler pauses, production stops within `IN_FLIGHT_BOUND` messages, and
 /// resumes when the handler reads on.
 pub async fn client_stream_back_pressure(transport: &dyn Transport, listen_address: &str) {
     let mut server = TestServer::start(transport, listen_address).await;

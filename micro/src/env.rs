@@ -9,7 +9,7 @@
 //! | `MICRO_BROKER_ADDRESS` | the broker server's address (ignored by `memory`) | |
 //! | `MICRO_TRANSPORT` | `memory`, `http`, `grpc` | `http` |
 //! | `MICRO_TRANSPORT_ADDRESS` | the address a service listens on | `127.0.0.1:0` (a free port) |
-//! | `MICRO_REGISTER_TTL` | how long a service's registration lives unless renewed (`30s`, `3s`, `1500ms`) | `30s` |
+//! | `MICRO_REGISTER_TTL` | how long a service's registration lives unless renewed (`30s`, `1.5s`, `1500ms`: a number with a unit) | `30s` |
 //! | `MICRO_REGISTER_INTERVAL` | how often a service renews it; shorter than the TTL | `10s`, or a third of `MICRO_REGISTER_TTL` |
 //!
 //! Names are case-insensitive; an empty variable counts as unset. Each backend
@@ -250,31 +250,19 @@ impl EnvConfig {
     }
 }
 
-/// A duration variable: `250ms`, `3s`, `1m`, `1h`, or bare milliseconds; unset or empty is `None`.
+/// A duration variable in the one grammar of [`micro_core::duration`]
+/// (`1.5s`, `250ms`, `1m`); unset or empty is `None`, zero or a bare number
+/// without a unit is `InvalidArgument` naming the variable.
 fn duration(lookup: &impl Fn(&str) -> Option<String>, variable: &str) -> Result<Option<Duration>> {
     let Some(text) = lookup(variable).filter(|value| !value.trim().is_empty()) else {
         return Ok(None);
     };
-    let text = text.trim();
-    let invalid = || {
-        Error::invalid_argument(format!(
-            "{variable}={text:?} is not a positive duration (examples: 1500ms, 3s, 1m)"
-        ))
-    };
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().map_err(|_| invalid())?;
-    let parsed = match unit.trim() {
-        "" | "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        "h" => Duration::from_secs(number.saturating_mul(3600)),
-        _ => return Err(invalid()),
-    };
+    let parsed = micro_core::duration::parse_named(variable, &text)?;
     if parsed.is_zero() {
-        return Err(invalid());
+        return Err(Error::invalid_argument(format!(
+            "{variable}={:?} is zero; it must be above zero",
+            text.trim()
+        )));
     }
     Ok(Some(parsed))
 }
@@ -601,9 +589,17 @@ mod tests {
             Some(std::time::Duration::from_millis(750))
         );
         assert_eq!(config(&[]).unwrap().register_ttl, None);
-        for bad in ["0s", "soon", "3 parsecs", "-1s"] {
+        // The example: fractions with a unit work.
+        let timing = config(&[(REGISTER_TTL, "1.5s")]).unwrap();
+        assert_eq!(
+            timing.register_ttl,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        // A bare number has no unit: refused, naming the variable.
+        for bad in ["0s", "soon", "3 parsecs", "-1s", "1500"] {
             let err = config(&[(REGISTER_TTL, bad)]).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}");
+            assert!(err.message().contains(REGISTER_TTL), "{err}");
         }
     }
 

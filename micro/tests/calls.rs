@@ -452,6 +452,62 @@ async fn retryable_errors_are_retried_and_others_are_not(kind: Kind) {
     running.stop().await.unwrap();
 }
 
+/// The client's retry count applies to calls that set none, and no retry is
+/// made when its backoff would end past the call's deadline.
+async fn retries_follow_the_client_and_never_outlive_the_deadline(kind: Kind) {
+    let world = World::new(kind);
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counter = tries.clone();
+    let running = world
+        .service("down")
+        .handle("Down.Call", move |_ctx, (): ()| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Err::<(), _>(Error::unavailable("always down")) }
+        })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let client = |retries: u32, backoff: micro::client::Backoff| {
+        micro::Client::builder()
+            .registry(world.registry.clone())
+            .transport(world.transport.clone())
+            .broker(world.broker.clone())
+            .retries(retries)
+            .backoff(backoff)
+            .build()
+            .unwrap()
+    };
+    let quick = micro::client::Backoff::none();
+    // One try and the client's two retries.
+    let err = client(2, quick)
+        .call::<_, ()>("down", "Down.Call", &())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(tries.swap(0, Ordering::SeqCst), 3);
+    // The call's own count wins over the client's.
+    let err = client(2, quick)
+        .request::<(), ()>("down", "Down.Call")
+        .retries(4)
+        .send(&())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(tries.swap(0, Ordering::SeqCst), 5);
+    // A first wait of an hour would outlive the 5 s timeout: no retry is
+    // made, and the caller gets the failure, not a timeout.
+    let slow = micro::client::Backoff::constant(Duration::from_secs(3600)).without_jitter();
+    let err = client(3, slow)
+        .call::<_, ()>("down", "Down.Call", &())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(tries.swap(0, Ordering::SeqCst), 1);
+    running.stop().await.unwrap();
+}
+
 async fn a_retry_prefers_another_node(kind: Kind) {
     let world = World::new(kind);
     let broken = world
@@ -585,6 +641,7 @@ on_every_transport!(
     handler_panic_is_internal_and_the_server_keeps_serving,
     call_past_its_deadline_times_out_and_the_server_keeps_serving,
     retryable_errors_are_retried_and_others_are_not,
+    retries_follow_the_client_and_never_outlive_the_deadline,
     a_retry_prefers_another_node,
     tower_layers_on_server_and_client_see_every_call,
     handlers_call_downstream_with_the_inherited_deadline_and_metadata,

@@ -50,13 +50,13 @@ pub struct HttpConfig {
     pub max_message_bytes: usize,
     /// How long a publish waits for one subscriber to accept a message
     /// (including waiting for room in its buffer) before failing with `Timeout`.
-    #[serde(with = "millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub delivery_timeout: Duration,
     /// How long a subscription's registration lives unless renewed.
-    #[serde(with = "millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub register_ttl: Duration,
     /// How often a subscription renews its registration.
-    #[serde(with = "millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub register_interval: Duration,
 }
 
@@ -112,26 +112,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// Durations as whole milliseconds in configuration files.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,11 +139,14 @@ mod tests {
     }
 
     #[test]
-    fn durations_are_milliseconds() {
+    fn durations_are_humantime_strings() {
         let config: HttpConfig =
-            serde_json::from_str(r#"{"delivery_timeout": 1500, "register_ttl": 60000}"#).unwrap();
+            serde_json::from_str(r#"{"delivery_timeout": "1.5s", "register_ttl": "1m"}"#).unwrap();
         assert_eq!(config.delivery_timeout, Duration::from_millis(1500));
         assert_eq!(config.register_ttl, Duration::from_secs(60));
+        // A bare number has no unit: refused rather than guessed.
+        assert!(serde_json::from_str::<HttpConfig>(r#"{"delivery_timeout": 1500}"#).is_err());
+        assert!(serde_json::from_str::<HttpConfig>(r#"{"delivery_timeout": "1500"}"#).is_err());
         assert!(serde_json::from_str::<HttpConfig>(r#"{"bufer": 1}"#).is_err());
     }
 }

@@ -8,7 +8,7 @@
 //! [`HttpConfig::service`] (`micro.broker`), with node metadata `topic` (the
 //! pattern), `queue` (the group, if any) and `subscription` (its id at the
 //! endpoint). A publisher looks those nodes up through a
-//! [`micro_registry::CachingRegistry`] (a watch keeps it
+//! [`CachingRegistry`] (a watch keeps it
 //! fresh, so publishing does not ask the registry each time) and posts the
 //! message to every matching subscription, and to one member of each
 //! matching queue group. The wire format is plain HTTP/1.1, described in

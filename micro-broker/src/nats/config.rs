@@ -56,7 +56,7 @@ pub struct NatsConfig {
     /// TLS settings (rustls with the ring provider).
     pub tls: NatsTls,
     /// How long one connection attempt may take.
-    #[serde(with = "duration")]
+    #[serde(with = "micro_core::duration::serde")]
     pub connect_timeout: Duration,
     /// Reconnect attempts before giving up for good; `None` retries forever.
     pub max_reconnects: Option<usize>,
@@ -137,8 +137,7 @@ impl NatsConfig {
                 };
             }
             if let Some(wait) = get(ACK_WAIT_ENV) {
-                jetstream.ack_wait =
-                    duration::parse(&wait).map_err(|err| err.context(ACK_WAIT_ENV))?;
+                jetstream.ack_wait = micro_core::duration::parse_named(ACK_WAIT_ENV, &wait)?;
             }
             config.jetstream = Some(jetstream);
         }
@@ -258,23 +257,23 @@ pub struct JetStreamConfig {
     pub storage: Storage,
     /// How long streams the broker creates keep messages; `None` keeps them
     /// until the server's limits discard them.
-    #[serde(with = "optional_duration")]
+    #[serde(with = "micro_core::duration::serde_opt")]
     pub max_age: Option<Duration>,
     /// The window in which a repeated [`Message::with_id`](crate::Message::with_id) is recognised.
-    #[serde(with = "duration")]
+    #[serde(with = "micro_core::duration::serde")]
     pub duplicate_window: Duration,
     /// How long a delivery may stay unacknowledged before it is redelivered.
-    #[serde(with = "duration")]
+    #[serde(with = "micro_core::duration::serde")]
     pub ack_wait: Duration,
     /// Unacknowledged deliveries a consumer may have out at once; the server
     /// holds back further messages until some are acked.
     pub max_ack_pending: i64,
     /// How long `publish` waits for the server to confirm it stored a message.
-    #[serde(with = "duration")]
+    #[serde(with = "micro_core::duration::serde")]
     pub publish_timeout: Duration,
     /// How long the durable consumer of a queue group without an explicit
     /// durable name outlives its last member.
-    #[serde(with = "duration")]
+    #[serde(with = "micro_core::duration::serde")]
     pub group_inactive_threshold: Duration,
 }
 
@@ -308,62 +307,6 @@ fn parse_bool(variable: &str, value: &str) -> Result<bool> {
         _ => Err(Error::invalid_argument(format!(
             "{variable}=`{value}` is not a boolean (true/false)"
         ))),
-    }
-}
-
-/// Durations as human-readable strings (`30s`, `1m 30s`, `250ms`).
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::{Error, Result};
-
-    pub(super) fn parse(text: &str) -> Result<Duration> {
-        humantime::parse_duration(text).map_err(|err| {
-            Error::invalid_argument(format!("`{text}` is not a duration like `30s`"))
-                .with_source(err)
-        })
-    }
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Duration,
-        serializer: S,
-    ) -> Result2<S::Ok, S::Error> {
-        serializer.collect_str(&humantime::format_duration(*value))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result2<Duration, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse(&text).map_err(serde::de::Error::custom)
-    }
-
-    type Result2<T, E> = std::result::Result<T, E>;
-}
-
-mod optional_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        value: &Option<Duration>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(value) => serializer.collect_str(&humantime::format_duration(*value)),
-            None => serializer.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Option::<String>::deserialize(deserializer)?
-            .map(|text| super::duration::parse(&text).map_err(serde::de::Error::custom))
-            .transpose()
     }
 }
 
@@ -426,9 +369,13 @@ mod tests {
             let err = NatsConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{name}={value}");
         }
-        let err = NatsConfig::from_lookup(lookup(&[(JETSTREAM_ENV, "1"), (ACK_WAIT_ENV, "soon")]))
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        for wait in ["soon", "30"] {
+            let err =
+                NatsConfig::from_lookup(lookup(&[(JETSTREAM_ENV, "1"), (ACK_WAIT_ENV, wait)]))
+                    .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{wait}");
+            assert!(err.message().contains(ACK_WAIT_ENV), "{err}");
+        }
     }
 
     #[test]

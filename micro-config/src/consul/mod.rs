@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use futures::StreamExt;
+use micro_core::{Attempts, Backoff};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
@@ -30,10 +31,9 @@ use crate::{
     kv::{KvTree, normalize_prefix},
 };
 
-/// The first wait before asking an agent that failed again.
-const RETRY_MIN: Duration = Duration::from_millis(250);
-/// The longest wait between attempts.
-const RETRY_MAX: Duration = Duration::from_secs(15);
+/// The waits before asking an agent that failed again: from 250 ms,
+/// doubling up to 15 s.
+const RETRY: Backoff = Backoff::exponential(Duration::from_millis(250), Duration::from_secs(15));
 
 /// Settings under a Consul KV prefix; see the [module docs](self).
 #[derive(Clone)]
@@ -194,7 +194,7 @@ struct WatchState {
     index: u64,
     /// The last snapshot or error reported, so repeats are not reported again.
     last: std::result::Result<Value, String>,
-    retry: Duration,
+    retry: Attempts,
 }
 
 impl WatchState {
@@ -202,7 +202,7 @@ impl WatchState {
         loop {
             match self.source.read(Some(self.index)).await {
                 Ok((tree, index)) => {
-                    self.retry = RETRY_MIN;
+                    self.retry.reset();
                     // Consul: an index that goes backwards means the store
                     // was reset; start over. An index of 0 must not be used.
                     self.index = if index < self.index { 1 } else { index.max(1) };
@@ -218,8 +218,7 @@ impl WatchState {
                     return snapshot;
                 }
                 Err(err) => {
-                    let delay = self.retry;
-                    self.retry = (self.retry * 2).min(RETRY_MAX);
+                    let delay = self.retry.next_delay();
                     self.last = Err(err.message().to_owned());
                     // Report now, ask again after the delay (on the next poll).
                     tokio::time::sleep(delay).await;
@@ -258,7 +257,7 @@ impl Source for ConsulSource {
                 .as_ref()
                 .map(Value::clone)
                 .map_err(|e| e.message().to_owned()),
-            retry: RETRY_MIN,
+            retry: RETRY.attempts(),
         };
         let rest = futures::stream::unfold(state, |mut state| async move {
             let item = state.next().await;

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// The settings of an [`EtcdSource`](super::EtcdSource).
@@ -10,8 +12,9 @@ pub struct EtcdSourceConfig {
     /// The keys read: everything under this prefix, `/` separating sections
     /// (`micro/config/greeter/db/host` is `db.host`).
     pub prefix: String,
-    /// How long to wait for a connection, in milliseconds.
-    pub connect_timeout_ms: u64,
+    /// How long to wait for a connection (default `5s`).
+    #[serde(with = "micro_core::duration::serde")]
+    pub connect_timeout: Duration,
 }
 
 impl Default for EtcdSourceConfig {
@@ -19,7 +22,7 @@ impl Default for EtcdSourceConfig {
         EtcdSourceConfig {
             endpoints: vec!["http://127.0.0.1:2379".to_owned()],
             prefix: "micro/config/".to_owned(),
-            connect_timeout_ms: 5_000,
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }

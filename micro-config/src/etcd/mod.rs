@@ -43,8 +43,7 @@ impl EtcdSource {
 
     /// Connects with the settings of `config`.
     pub async fn connect(config: EtcdSourceConfig) -> Result<EtcdSource> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms));
+        let options = ConnectOptions::new().with_connect_timeout(config.connect_timeout);
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(|err| {
@@ -254,7 +253,7 @@ impl EtcdSourceBuilder {
 
     /// How long to wait for a connection (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> EtcdSourceBuilder {
-        self.config.connect_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.config.connect_timeout = timeout;
         self
     }
 

@@ -22,20 +22,20 @@ pub struct ConsulConfig {
     pub token: Option<String>,
     /// How long one ordinary request may take before it fails with `Timeout`.
     /// Default: 5 seconds.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub request_timeout: Duration,
     /// How long a watch's blocking query waits for a change before asking
     /// again (Consul's `wait`, whole seconds). Default: 30 seconds.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub watch_wait: Duration,
     /// Consul's `DeregisterCriticalServiceAfter` on each node's TTL check: a
     /// node whose check stays critical this long is removed from the catalog
     /// (Consul's minimum is one minute). Default: 60 seconds.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub deregister_critical_after: Duration,
     /// How long a watch waits at most between attempts while the agent is
     /// unreachable. Default: 2 seconds.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub max_reconnect_backoff: Duration,
 }
 

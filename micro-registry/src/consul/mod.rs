@@ -334,6 +334,7 @@ fn path_segment(segment: &str) -> String {
 fn consul_error(what: &str, err: ConsulError) -> Error {
     let kind = match &err {
         ConsulError::TimeoutExceeded(_) => ErrorKind::Timeout,
+        _ if micro_core::is_connection_failure(&err) => ErrorKind::Unavailable,
         ConsulError::UnexpectedResponseCode(status, _) => {
             ErrorKind::from_http_status(status.as_u16())
         }
@@ -354,7 +355,7 @@ impl Registry for ConsulRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        record::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         for record in record::split(service) {
             self.inner.register_record(&record, options.ttl).await?;
         }

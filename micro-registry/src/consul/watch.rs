@@ -5,6 +5,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
+use micro_core::Backoff;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Inner, Instances, LocalChange, agent};
@@ -116,6 +117,8 @@ impl Follower {
         let mut stale = false;
         let mut read_now = false;
         let mut backoff = Duration::ZERO;
+        let mut attempts =
+            Backoff::exponential(MIN_BACKOFF, self.inner.config.max_reconnect_backoff).attempts();
         loop {
             let query = pending.get_or_insert_with(|| {
                 let inner = Arc::clone(&self.inner);
@@ -144,6 +147,7 @@ impl Follower {
                     match answer {
                         Ok((instances, indexes)) => {
                             backoff = Duration::ZERO;
+                            attempts.reset();
                             self.indexes = resumable(self.indexes, indexes);
                             read_now = stale;
                             if stale {
@@ -156,8 +160,7 @@ impl Follower {
                         Err(err) => {
                             tracing::debug!(service = ?self.service, error = %err,
                                 "Consul watch query failed; retrying");
-                            backoff = (backoff * 2)
-                                .clamp(MIN_BACKOFF, self.inner.config.max_reconnect_backoff.max(MIN_BACKOFF));
+                            backoff = attempts.next_delay();
                             Vec::new()
                         }
                     }

@@ -23,11 +23,11 @@ pub struct EtcdConfig {
     pub prefix: String,
     /// How long one request to etcd may take before it fails with `Timeout`.
     /// Default: 5 seconds.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub request_timeout: Duration,
     /// How long a reopened watch waits at most between attempts while etcd is
     /// unreachable. Default: 2 seconds.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub max_reconnect_backoff: Duration,
     /// User name, if etcd has authentication on.
     pub user: Option<String>,
@@ -143,7 +143,7 @@ mod tests {
     fn round_trips_through_json() {
         let config = EtcdConfig::default();
         let json = serde_json::to_string(&config).unwrap();
-        assert!(json.contains("\"request_timeout\":5000"));
+        assert!(json.contains("\"request_timeout\":\"5s\""), "{json}");
         assert_eq!(serde_json::from_str::<EtcdConfig>(&json).unwrap(), config);
     }
 }

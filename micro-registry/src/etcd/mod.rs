@@ -330,7 +330,15 @@ fn ttl_seconds(options: &RegisterOptions) -> Option<i64> {
 /// An etcd client error as a micro error of the matching kind.
 fn etcd_error(what: &str, err: etcd_client::Error) -> Error {
     let kind = match &err {
-        etcd_client::Error::GRpcStatus(status) => ErrorKind::from_grpc_code(status.code() as i32),
+        _ if micro_core::is_connection_failure(&err) => ErrorKind::Unavailable,
+        etcd_client::Error::GRpcStatus(status) => {
+            match ErrorKind::from_grpc_code(status.code() as i32) {
+                // micro never cancels a request it still waits for: a
+                // Cancelled answer means the server or the connection went.
+                ErrorKind::Cancelled => ErrorKind::Unavailable,
+                kind => kind,
+            }
+        }
         etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
             ErrorKind::InvalidArgument
         }
@@ -350,7 +358,7 @@ impl Registry for EtcdRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        record::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         let ttl = ttl_seconds(options);
         for record in record::split(service) {
             self.inner.register_record(&record, ttl).await?;

@@ -5,6 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use etcd_client::{EventType, WatchOptions as EtcdWatchOptions, WatchStream as EtcdWatchStream};
+use micro_core::Backoff;
 use tokio::sync::mpsc;
 
 use super::Inner;
@@ -124,9 +125,10 @@ impl Follower {
 
     /// Reopens the watch with backoff until it works or the consumer is gone.
     async fn reopen(&mut self, from: Option<i64>) -> Option<EtcdWatchStream> {
-        let mut backoff = MIN_BACKOFF;
+        let mut attempts =
+            Backoff::exponential(MIN_BACKOFF, self.inner.config.max_reconnect_backoff).attempts();
         loop {
-            match start(&self.inner, &self.prefix, from).await {
+            let delay = match start(&self.inner, &self.prefix, from).await {
                 Ok((stream, revision)) => {
                     if from.is_none() {
                         self.last_revision = revision;
@@ -135,15 +137,16 @@ impl Follower {
                     return Some(stream);
                 }
                 Err(err) => {
-                    tracing::debug!(prefix = %self.prefix, error = %err, retry_in = ?backoff,
+                    let delay = attempts.next_delay();
+                    tracing::debug!(prefix = %self.prefix, error = %err, retry_in = ?delay,
                         "reopening the etcd watch failed");
+                    delay
                 }
-            }
+            };
             tokio::select! {
                 () = self.sender.closed() => return None,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(delay) => {}
             }
-            backoff = (backoff * 2).min(self.inner.config.max_reconnect_backoff.max(MIN_BACKOFF));
         }
     }
 

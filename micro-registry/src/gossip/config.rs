@@ -2,10 +2,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    Error, Result,
-    local_view::{env_var, parse_duration},
-};
+use micro_core::{duration, env::var as env_var};
+
+use crate::{Error, Result};
 
 /// The variable listing seed peers (`host:port`, comma-separated). When unset,
 /// `MICRO_REGISTRY_ADDRESS` is used.
@@ -31,7 +30,7 @@ pub const ENV_DISCOVERY_WAIT: &str = "MICRO_GOSSIP_DISCOVERY_WAIT";
 /// Failure detection: a peer is declared dead when no news of it (its
 /// heartbeat rises every gossip round) has arrived for about
 /// `phi_threshold` times the mean interval between its heartbeats, that mean
-/// starting from `gossip_interval_ms`. With the defaults (1 s, 8) a killed
+/// starting from `gossip_interval`. With the defaults (1 s, 8) a killed
 /// peer's services disappear after roughly 8 to 10 seconds, well inside the
 /// default 30-second registration TTL. Tests shorten the interval.
 ///
@@ -39,7 +38,7 @@ pub const ENV_DISCOVERY_WAIT: &str = "MICRO_GOSSIP_DISCOVERY_WAIT";
 /// use micro_registry::gossip::GossipConfig;
 ///
 /// let config: GossipConfig = serde_json::from_str(
-///     r#"{ "listen": "127.0.0.1:7946", "seeds": ["127.0.0.1:7947"], "gossip_interval_ms": 200 }"#,
+///     r#"{ "listen": "127.0.0.1:7946", "seeds": ["127.0.0.1:7947"], "gossip_interval": "200ms" }"#,
 /// ).unwrap();
 /// assert_eq!(config.seeds, ["127.0.0.1:7947"]);
 /// assert_eq!(config.phi_threshold, 8.0);
@@ -60,13 +59,16 @@ pub struct GossipConfig {
     pub cluster: String,
     /// This node's name in the cluster; default: a random one.
     pub node_id: Option<String>,
-    /// Milliseconds between gossip rounds (default 1000).
-    pub gossip_interval_ms: u64,
+    /// The time between gossip rounds (default `1s`; a humantime string in
+    /// configuration files).
+    #[serde(with = "micro_core::duration::serde")]
+    pub gossip_interval: Duration,
     /// How many mean heartbeat intervals of silence make a peer dead (default 8).
     pub phi_threshold: f64,
-    /// How long, in milliseconds, a lookup in a freshly started registry waits
-    /// for peers' state before reporting `NotFound` (default 3000).
-    pub discovery_wait_ms: u64,
+    /// How long a lookup in a freshly started registry waits for peers'
+    /// state before reporting `NotFound` (default `3s`).
+    #[serde(with = "micro_core::duration::serde")]
+    pub discovery_wait: Duration,
 }
 
 impl GossipConfig {
@@ -74,11 +76,11 @@ impl GossipConfig {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:0";
     /// The default [`GossipConfig::cluster`].
     pub const DEFAULT_CLUSTER: &'static str = "micro";
-    /// The default [`GossipConfig::gossip_interval_ms`].
+    /// The default [`GossipConfig::gossip_interval`].
     pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_secs(1);
     /// The default [`GossipConfig::phi_threshold`].
     pub const DEFAULT_PHI_THRESHOLD: f64 = 8.0;
-    /// The default [`GossipConfig::discovery_wait_ms`].
+    /// The default [`GossipConfig::discovery_wait`].
     pub const DEFAULT_DISCOVERY_WAIT: Duration = Duration::from_secs(3);
 
     /// The defaults overridden by `MICRO_GOSSIP_SEEDS` (else
@@ -101,30 +103,22 @@ impl GossipConfig {
         if let Some(cluster) = env_var(ENV_CLUSTER)? {
             config.cluster = cluster;
         }
-        if let Some(interval) = env_var(ENV_INTERVAL)? {
-            config.gossip_interval_ms = millis(parse_duration(ENV_INTERVAL, &interval)?);
+        if let Some(interval) = duration::from_env(ENV_INTERVAL)? {
+            config.gossip_interval = interval;
         }
         if let Some(phi) = env_var(ENV_PHI_THRESHOLD)? {
             config.phi_threshold = phi.parse().map_err(|_| {
                 Error::invalid_argument(format!("{ENV_PHI_THRESHOLD}={phi:?} is not a number"))
             })?;
         }
-        if let Some(wait) = env_var(ENV_DISCOVERY_WAIT)? {
-            config.discovery_wait_ms = millis(parse_duration(ENV_DISCOVERY_WAIT, &wait)?);
+        if let Some(wait) = duration::from_env(ENV_DISCOVERY_WAIT)? {
+            config.discovery_wait = wait;
         }
         Ok(config)
     }
 
-    pub(super) fn gossip_interval(&self) -> Duration {
-        Duration::from_millis(self.gossip_interval_ms)
-    }
-
-    pub(super) fn discovery_wait(&self) -> Duration {
-        Duration::from_millis(self.discovery_wait_ms)
-    }
-
     pub(super) fn validate(&self) -> Result<()> {
-        if self.gossip_interval_ms == 0 {
+        if self.gossip_interval.is_zero() {
             return Err(Error::invalid_argument(
                 "the gossip interval must be above zero",
             ));
@@ -151,10 +145,6 @@ pub(super) fn split_list(list: &str) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl Default for GossipConfig {
     fn default() -> GossipConfig {
         GossipConfig {
@@ -163,9 +153,9 @@ impl Default for GossipConfig {
             seeds: Vec::new(),
             cluster: GossipConfig::DEFAULT_CLUSTER.to_owned(),
             node_id: None,
-            gossip_interval_ms: millis(GossipConfig::DEFAULT_GOSSIP_INTERVAL),
+            gossip_interval: GossipConfig::DEFAULT_GOSSIP_INTERVAL,
             phi_threshold: GossipConfig::DEFAULT_PHI_THRESHOLD,
-            discovery_wait_ms: millis(GossipConfig::DEFAULT_DISCOVERY_WAIT),
+            discovery_wait: GossipConfig::DEFAULT_DISCOVERY_WAIT,
         }
     }
 }

@@ -17,11 +17,11 @@
 //!   chitchat's phi-accrual failure detector after about
 //!   [`GossipConfig::phi_threshold`] heartbeat intervals of silence, and all
 //!   of its nodes leave every peer's view. Tune it with
-//!   [`GossipConfig::gossip_interval_ms`] and `phi_threshold`.
+//!   [`GossipConfig::gossip_interval`] and `phi_threshold`.
 //! - The registering member stops publishing a registration whose TTL lapsed.
 //! - A member restarting under the same node id joins with a new generation;
 //!   its services reappear as soon as its state spreads.
-//! - A fresh registry's lookups wait up to [`GossipConfig::discovery_wait_ms`]
+//! - A fresh registry's lookups wait up to [`GossipConfig::discovery_wait`]
 //!   for peers' state before saying `NotFound`.
 //!
 //! The member starts on the tokio runtime the registry is built on (or first
@@ -66,7 +66,7 @@ pub use self::config::{
 };
 use crate::{
     Capabilities, Error, RegisterOptions, Registry, Result, Service, WatchOptions, WatchStream,
-    local_view::{self, LocalView, NodeKey, node_key, single},
+    local_view::{LocalView, NodeKey, node_key, single},
 };
 
 /// The prefix of the keys holding registrations in a member's state.
@@ -184,7 +184,7 @@ impl GossipRegistry {
                 }),
                 picks_port: reserved_port,
                 advertises_listen: config.advertise.is_none(),
-                view: LocalView::new(config.discovery_wait()),
+                view: LocalView::new(config.discovery_wait),
                 member: OnceCell::new(),
                 follower: AtomicBool::new(false),
             }),
@@ -362,7 +362,7 @@ fn chitchat_config(inner: &Inner, listen: SocketAddr, advertise: SocketAddr) -> 
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         });
     let id = ChitchatId::new(inner.node_id.clone(), generation, advertise);
-    let interval = inner.config.gossip_interval();
+    let interval = inner.config.gossip_interval;
     ChitchatConfig {
         chitchat_id: id,
         cluster_id: inner.config.cluster.clone(),
@@ -396,7 +396,7 @@ impl Registry for GossipRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        local_view::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         self.ensure_follower().await?;
         let nodes = service
             .nodes
@@ -639,9 +639,9 @@ impl GossipRegistryBuilder {
         self
     }
 
-    /// Sets [`GossipConfig::gossip_interval_ms`].
+    /// Sets [`GossipConfig::gossip_interval`].
     pub fn gossip_interval(mut self, interval: Duration) -> GossipRegistryBuilder {
-        self.config.gossip_interval_ms = config::millis(interval);
+        self.config.gossip_interval = interval;
         self
     }
 
@@ -651,9 +651,9 @@ impl GossipRegistryBuilder {
         self
     }
 
-    /// Sets [`GossipConfig::discovery_wait_ms`].
+    /// Sets [`GossipConfig::discovery_wait`].
     pub fn discovery_wait(mut self, wait: Duration) -> GossipRegistryBuilder {
-        self.config.discovery_wait_ms = config::millis(wait);
+        self.config.discovery_wait = wait;
         self
     }
 

@@ -2,10 +2,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    Result,
-    local_view::{env_var, parse_duration},
-};
+use micro_core::{duration, env::var as env_var};
+
+use crate::Result;
 
 /// The variable restricting mDNS to some interfaces: names or addresses, comma-separated.
 pub const ENV_INTERFACES: &str = "MICRO_MDNS_INTERFACES";
@@ -46,15 +45,17 @@ pub struct MdnsConfig {
     /// (default `_micro._tcp.local.`); the micro service name travels in the
     /// TXT record, so one browse finds every service.
     pub service_type: String,
-    /// How long, in milliseconds, a lookup in a freshly built registry waits
-    /// for peers to answer before reporting `NotFound` (default 1500).
-    pub discovery_wait_ms: u64,
+    /// How long a lookup in a freshly built registry waits for peers to
+    /// answer before reporting `NotFound` (default `1.5s`; a humantime string
+    /// in configuration files).
+    #[serde(with = "micro_core::duration::serde")]
+    pub discovery_wait: Duration,
 }
 
 impl MdnsConfig {
     /// The default service type.
     pub const DEFAULT_SERVICE_TYPE: &'static str = "_micro._tcp.local.";
-    /// The default [`MdnsConfig::discovery_wait_ms`].
+    /// The default [`MdnsConfig::discovery_wait`].
     pub const DEFAULT_DISCOVERY_WAIT: Duration = Duration::from_millis(1500);
 
     /// The defaults overridden by `MICRO_MDNS_INTERFACES`, `MICRO_MDNS_NETNS`,
@@ -79,19 +80,11 @@ impl MdnsConfig {
         if let Some(service_type) = env_var(ENV_SERVICE_TYPE)? {
             config.service_type = service_type;
         }
-        if let Some(wait) = env_var(ENV_DISCOVERY_WAIT)? {
-            config.discovery_wait_ms = millis(parse_duration(ENV_DISCOVERY_WAIT, &wait)?);
+        if let Some(wait) = duration::from_env(ENV_DISCOVERY_WAIT)? {
+            config.discovery_wait = wait;
         }
         Ok(config)
     }
-
-    pub(super) fn discovery_wait(&self) -> Duration {
-        Duration::from_millis(self.discovery_wait_ms)
-    }
-}
-
-pub(crate) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Default for MdnsConfig {
@@ -101,7 +94,7 @@ impl Default for MdnsConfig {
             netns: None,
             port: mdns_sd::MDNS_PORT,
             service_type: MdnsConfig::DEFAULT_SERVICE_TYPE.to_owned(),
-            discovery_wait_ms: millis(MdnsConfig::DEFAULT_DISCOVERY_WAIT),
+            discovery_wait: MdnsConfig::DEFAULT_DISCOVERY_WAIT,
         }
     }
 }

@@ -20,7 +20,7 @@
 //!   counter. A browser that hears nothing for a TTL drops the node: that is
 //!   how a process killed without a goodbye disappears. The registering
 //!   process also stops announcing a registration whose TTL lapsed.
-//! - A fresh registry's lookups wait up to [`MdnsConfig::discovery_wait_ms`]
+//! - A fresh registry's lookups wait up to [`MdnsConfig::discovery_wait`]
 //!   for answers before saying `NotFound`, since it knows nothing yet.
 //!
 //! # Interfaces
@@ -71,7 +71,7 @@ pub use self::config::{
 };
 use crate::{
     Capabilities, Error, RegisterOptions, Registry, Result, Service, WatchOptions, WatchStream,
-    local_view::{self, LocalView, node_key, single},
+    local_view::{LocalView, node_key, single},
 };
 
 /// How often own registrations are checked for an expired TTL.
@@ -141,7 +141,7 @@ impl MdnsRegistry {
                 daemon,
                 config: config.clone(),
                 token: format!("{:08x}", rand::random::<u32>()),
-                view: LocalView::new(config.discovery_wait()),
+                view: LocalView::new(config.discovery_wait),
                 browse: Mutex::new(Some(browse)),
                 task_running: AtomicBool::new(false),
                 renewals: AtomicU64::new(0),
@@ -274,7 +274,7 @@ impl Registry for MdnsRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        local_view::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         self.ensure_task();
         // Encode every node first, so an oversized one is refused before any is announced.
         let nodes = service
@@ -495,9 +495,9 @@ impl MdnsRegistryBuilder {
         self
     }
 
-    /// Sets [`MdnsConfig::discovery_wait_ms`].
+    /// Sets [`MdnsConfig::discovery_wait`].
     pub fn discovery_wait(mut self, wait: Duration) -> MdnsRegistryBuilder {
-        self.config.discovery_wait_ms = config::millis(wait);
+        self.config.discovery_wait = wait;
         self
     }
 

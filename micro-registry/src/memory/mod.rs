@@ -243,7 +243,7 @@ impl Registry for MemoryRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        validate_registration(service, options)?;
+        crate::validate_registration(service, options)?;
         self.ensure_sweeper();
         let expires_at = options.ttl.map(|ttl| Instant::now() + ttl);
         let wake_sweeper = self.inner.change(|state, events| {
@@ -295,28 +295,6 @@ impl Registry for MemoryRegistry {
             })
             .boxed())
     }
-}
-
-fn validate_registration(service: &Service, options: &RegisterOptions) -> Result<()> {
-    if service.name.is_empty() {
-        return Err(Error::invalid_argument("service name is empty"));
-    }
-    if service.nodes.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "registration of {:?} has no nodes",
-            service.name
-        )));
-    }
-    if service.nodes.iter().any(|node| node.id.is_empty()) {
-        return Err(Error::invalid_argument(format!(
-            "registration of {:?} has a node with an empty id",
-            service.name
-        )));
-    }
-    if options.ttl.is_some_and(|ttl| ttl.is_zero()) {
-        return Err(Error::invalid_argument("registration TTL is zero"));
-    }
-    Ok(())
 }
 
 /// Builds a [`MemoryRegistry`] with non-default settings.

@@ -24,16 +24,16 @@ pub struct NatsConfig {
     pub bucket: String,
     /// How long one request to NATS may take before it fails with `Timeout`.
     /// Default: 5 seconds.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub request_timeout: Duration,
     /// How long the marker left by a deregistration or an expiry stays in the
     /// bucket, so watchers that were disconnected meanwhile still see the
     /// removal; whole seconds, at least one. Default: 15 minutes.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub marker_ttl: Duration,
     /// How long a reopened watch waits at most between attempts while NATS is
     /// unreachable. Default: 2 seconds.
-    #[serde(with = "crate::record::millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub max_reconnect_backoff: Duration,
     /// Keep the bucket in memory instead of on disk (lost when the server restarts).
     pub memory_storage: bool,

@@ -404,7 +404,7 @@ impl Registry for NatsRegistry {
     }
 
     async fn register(&self, service: &Service, options: &RegisterOptions) -> Result<()> {
-        record::validate(service, options)?;
+        crate::validate_registration(service, options)?;
         let ttl = options.ttl.map(record::ttl_seconds);
         for record in record::split(service) {
             self.inner.register_record(&record, ttl).await?;

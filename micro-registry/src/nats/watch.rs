@@ -7,6 +7,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::StreamExt;
+use micro_core::Backoff;
 use tokio::sync::mpsc;
 
 use super::{Inner, parse_key};
@@ -114,7 +115,8 @@ impl Follower {
     /// Reopens the watcher after the last revision received, with backoff,
     /// until it works or the consumer is gone.
     async fn reopen(&mut self) -> Option<kv::Watch> {
-        let mut backoff = MIN_BACKOFF;
+        let mut attempts =
+            Backoff::exponential(MIN_BACKOFF, self.inner.config.max_reconnect_backoff).attempts();
         loop {
             let reopened = match self.inner.connection().await {
                 Ok(connection) => {
@@ -129,18 +131,19 @@ impl Follower {
                 }
                 Err(err) => Err(err),
             };
-            match reopened {
+            let delay = match reopened {
                 Ok(watcher) => return Some(watcher),
                 Err(err) => {
-                    tracing::debug!(filter = %self.filter, error = %err, retry_in = ?backoff,
+                    let delay = attempts.next_delay();
+                    tracing::debug!(filter = %self.filter, error = %err, retry_in = ?delay,
                         "reopening the NATS KV watcher failed");
+                    delay
                 }
-            }
+            };
             tokio::select! {
                 () = self.sender.closed() => return None,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(delay) => {}
             }
-            backoff = (backoff * 2).min(self.inner.config.max_reconnect_backoff.max(MIN_BACKOFF));
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// use micro_runtime::local::LocalConfig;
 ///
 /// let config: LocalConfig = serde_json::from_str(r#"{ "release": false, "log_lines": 500 }"#).unwrap();
-/// assert_eq!(config.grace_period_ms, 10_000);
+/// assert_eq!(config.grace_period, std::time::Duration::from_secs(10));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,8 +29,9 @@ pub struct LocalConfig {
     /// The git program. Default: `git`.
     pub git: String,
     /// How long a stopped service may take to exit after SIGTERM before it
-    /// is killed, in milliseconds. Default: 10 000.
-    pub grace_period_ms: u64,
+    /// is killed. Default: `10s`.
+    #[serde(with = "micro_core::duration::serde")]
+    pub grace_period: Duration,
     /// How many lines of each service's output are kept. Default: 1000.
     pub log_lines: usize,
     /// Environment variables for every service (`MICRO_REGISTRY`, …), under
@@ -61,10 +62,6 @@ impl LocalConfig {
         }
         config
     }
-
-    pub(crate) fn grace_period(&self) -> Duration {
-        Duration::from_millis(self.grace_period_ms)
-    }
 }
 
 impl Default for LocalConfig {
@@ -75,7 +72,7 @@ impl Default for LocalConfig {
             release: true,
             cargo: "cargo".to_owned(),
             git: "git".to_owned(),
-            grace_period_ms: 10_000,
+            grace_period: Duration::from_secs(10),
             log_lines: 1000,
             env: BTreeMap::new(),
         }

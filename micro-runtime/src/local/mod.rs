@@ -14,7 +14,7 @@
 //! - **Logs**: stdout and stderr, line by line, into a bounded buffer of
 //!   [`LocalConfig::log_lines`] per service, which can be followed.
 //! - **Stopping**: SIGTERM to the service's process group, SIGKILL after
-//!   [`LocalConfig::grace_period_ms`].
+//!   [`LocalConfig::grace_period`].
 //! - **No orphans**: each service runs in its own process group. Dropping
 //!   the last handle to the runtime SIGKILLs every group at once;
 //!   [`LocalRuntime::shutdown`] stops them gracefully first. (A runtime that
@@ -104,7 +104,7 @@ impl LocalRuntimeBuilder {
 
     /// How long a stopping service gets after SIGTERM.
     pub fn grace_period(mut self, grace: std::time::Duration) -> LocalRuntimeBuilder {
-        self.config.grace_period_ms = grace.as_millis().try_into().unwrap_or(u64::MAX);
+        self.config.grace_period = grace;
         self
     }
 
@@ -171,7 +171,7 @@ impl LocalRuntime {
         Ok(Launch {
             executable,
             env,
-            grace: self.inner.config.grace_period(),
+            grace: self.inner.config.grace_period,
         })
     }
 }

@@ -286,7 +286,7 @@ async fn supervise(
         let restart = exit
             .as_ref()
             .is_ok_and(|status| should_restart(policy.mode, status));
-        if started.elapsed() >= Duration::from_millis(policy.reset_after_ms) {
+        if started.elapsed() >= policy.reset_after {
             in_a_row = 0;
         }
         let exhausted = policy.max_restarts.is_some_and(|max| in_a_row >= max);

@@ -23,13 +23,14 @@ pub struct EtcdConfig {
     /// Prefix of every key this backend writes (`<prefix>lock/<name>/…`,
     /// `<prefix>election/<role>/…`). Default: `micro/sync/`.
     pub prefix: String,
-    /// How long connecting may take, in milliseconds. Default: 5000.
-    pub connect_timeout_ms: u64,
+    /// How long connecting may take. Default: `5s`.
+    #[serde(with = "micro_core::duration::serde")]
+    pub connect_timeout: Duration,
     /// How long a lock acquisition with no wait (`LockOptions::wait` is
     /// `None`) may take when the lock looked free but another caller took it
-    /// first, in milliseconds. etcd's Lock call cannot fail fast on its own.
-    /// Default: 2000.
-    pub try_window_ms: u64,
+    /// first. etcd's Lock call cannot fail fast on its own. Default: `2s`.
+    #[serde(with = "micro_core::duration::serde")]
+    pub try_window: Duration,
 }
 
 impl EtcdConfig {
@@ -76,11 +77,11 @@ impl EtcdConfig {
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms.max(1))
+        self.connect_timeout.max(Duration::from_millis(1))
     }
 
     pub(crate) fn try_window(&self) -> Duration {
-        Duration::from_millis(self.try_window_ms.max(1))
+        self.try_window.max(Duration::from_millis(1))
     }
 }
 
@@ -89,8 +90,8 @@ impl Default for EtcdConfig {
         EtcdConfig {
             endpoints: vec!["http://127.0.0.1:2379".to_owned()],
             prefix: "micro/sync/".to_owned(),
-            connect_timeout_ms: 5000,
-            try_window_ms: 2000,
+            connect_timeout: Duration::from_secs(5),
+            try_window: Duration::from_secs(2),
         }
     }
 }

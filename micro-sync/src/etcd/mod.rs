@@ -79,7 +79,7 @@ impl EtcdCoordinatorBuilder {
 
     /// How long connecting may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> EtcdCoordinatorBuilder {
-        self.config.connect_timeout_ms = timeout.as_millis().try_into().unwrap_or(u64::MAX);
+        self.config.connect_timeout = timeout;
         self
     }
 
@@ -417,8 +417,14 @@ impl Lease for EtcdLease {
 /// etcd-client's errors as micro's, by gRPC code where there is one.
 fn convert(err: etcd_client::Error) -> Error {
     let kind = match &err {
+        _ if micro_core::is_connection_failure(&err) => ErrorKind::Unavailable,
         etcd_client::Error::GRpcStatus(status) => {
-            ErrorKind::from_grpc_code(i32::from(status.code()))
+            match ErrorKind::from_grpc_code(i32::from(status.code())) {
+                // micro never cancels a request it still waits for: a
+                // Cancelled answer means the server or the connection went.
+                ErrorKind::Cancelled => ErrorKind::Unavailable,
+                kind => kind,
+            }
         }
         etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
             ErrorKind::InvalidArgument

@@ -27,12 +27,14 @@ pub struct NatsConfig {
     /// a server restart then, which for TTL'd locks is rarely a loss.
     /// Default: false.
     pub memory_storage: bool,
-    /// How long connecting may take, in milliseconds. Default: 5000.
-    pub connect_timeout_ms: u64,
-    /// How often a waiter re-checks a held key besides watching it, in
-    /// milliseconds: the watch reports releases and expiries at once, the
-    /// poll covers a watch that broke. Default: 1000.
-    pub poll_interval_ms: u64,
+    /// How long connecting may take. Default: `5s`.
+    #[serde(with = "micro_core::duration::serde")]
+    pub connect_timeout: Duration,
+    /// How often a waiter re-checks a held key besides watching it: the
+    /// watch reports releases and expiries at once, the poll covers a watch
+    /// that broke. Default: `1s`.
+    #[serde(with = "micro_core::duration::serde")]
+    pub poll_interval: Duration,
 }
 
 impl NatsConfig {
@@ -79,11 +81,11 @@ impl NatsConfig {
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms.max(1))
+        self.connect_timeout.max(Duration::from_millis(1))
     }
 
     pub(crate) fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms.max(10))
+        self.poll_interval.max(Duration::from_millis(10))
     }
 }
 
@@ -93,8 +95,8 @@ impl Default for NatsConfig {
             servers: vec!["nats://127.0.0.1:4222".to_owned()],
             bucket: "micro_sync".to_owned(),
             memory_storage: false,
-            connect_timeout_ms: 5000,
-            poll_interval_ms: 1000,
+            connect_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
         }
     }
 }

@@ -20,7 +20,7 @@ pub const DESCRIPTOR_SET_ENV: &str = "MICRO_GRPC_DESCRIPTOR_SET";
 /// Settings of a [`GrpcTransport`](super::GrpcTransport).
 ///
 /// Deserializes from any serde format; missing fields take their defaults and
-/// durations are whole milliseconds.
+/// durations are humantime strings (`250ms`, `5s`).
 ///
 /// ```
 /// use micro_transport::grpc::GrpcConfig;
@@ -46,7 +46,7 @@ pub struct GrpcConfig {
     pub max_message_size: usize,
     /// How long a client waits for a TCP connection before the call fails
     /// with `Unavailable`. Default: 5 s.
-    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub connect_timeout: Duration,
     /// Whether servers answer the standard gRPC health service
     /// (`grpc.health.v1.Health`). Default: true.
@@ -123,26 +123,6 @@ impl GrpcConfig {
     }
 }
 
-/// Serializes a `Duration` as whole milliseconds.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        duration: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -158,7 +138,7 @@ mod tests {
             ..GrpcConfig::default()
         };
         let json = serde_json::to_value(&config).unwrap();
-        assert_eq!(json["connect_timeout_ms"], 1500);
+        assert_eq!(json["connect_timeout"], "1s 500ms");
         assert_eq!(serde_json::from_value::<GrpcConfig>(json).unwrap(), config);
         assert!(serde_json::from_str::<GrpcConfig>(r#"{"pakage":"x"}"#).is_err());
     }

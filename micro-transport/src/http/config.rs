@@ -7,13 +7,13 @@ use crate::DEFAULT_MAX_BODY_SIZE;
 /// Settings of an [`HttpTransport`](super::HttpTransport).
 ///
 /// Deserializes from any serde format; missing fields take their defaults and
-/// durations are whole milliseconds.
+/// durations are humantime strings (`250ms`, `5s`).
 ///
 /// ```
 /// use std::time::Duration;
 /// use micro_transport::http::HttpConfig;
 ///
-/// let config: HttpConfig = serde_json::from_str(r#"{"max_body_size": 1048576, "connect_timeout_ms": 250}"#).unwrap();
+/// let config: HttpConfig = serde_json::from_str(r#"{"max_body_size": 1048576, "connect_timeout": "250ms"}"#).unwrap();
 /// assert_eq!(config.max_body_size, 1024 * 1024);
 /// assert_eq!(config.connect_timeout, Duration::from_millis(250));
 /// assert_eq!(config.pool_idle_timeout, HttpConfig::default().pool_idle_timeout);
@@ -31,12 +31,12 @@ pub struct HttpConfig {
     pub max_body_size: usize,
     /// How long a client waits for a TCP connection before the call fails
     /// with `Unavailable`. Default: 5 s.
-    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub connect_timeout: Duration,
     /// How long an idle pooled client connection is kept open. Default: 20 s,
     /// below the 30 s after which micro's HTTP servers close an idle
     /// connection, so that a call never races the server's close.
-    #[serde(rename = "pool_idle_timeout_ms", with = "millis")]
+    #[serde(with = "micro_core::duration::serde")]
     pub pool_idle_timeout: Duration,
     /// The most idle connections a client keeps per server address. Default: 32.
     pub pool_max_idle_per_host: usize,
@@ -58,26 +58,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// Serializes a `Duration` as whole milliseconds.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        duration: &Duration,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Duration, D::Error> {
-        u64::deserialize(deserializer).map(Duration::from_millis)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,7 +70,7 @@ mod tests {
             ..HttpConfig::default()
         };
         let json = serde_json::to_value(&config).unwrap();
-        assert_eq!(json["connect_timeout_ms"], 1500);
+        assert_eq!(json["connect_timeout"], "1s 500ms");
         assert_eq!(serde_json::from_value::<HttpConfig>(json).unwrap(), config);
     }
 

@@ -16,7 +16,7 @@
 //! | request body | the encoded request message, as is |
 //! | `Content-Type` | the codec's content type, both ways; a request without one is taken as `application/json` |
 //! | `micro-service` | the called service's name, when the caller names one ([`SERVICE_HEADER`]) |
-//! | `micro-timeout` | the time the caller still waits: a whole number and a unit, `h`, `m`, `s`, `ms`, `us` or `ns`, such as `250ms` ([`TIMEOUT_HEADER`]). The server fails the call with 504 `deadline_exceeded` when it runs out |
+//! | `micro-timeout` | the time the caller still waits, a humantime duration such as `250ms` or `1.5s` ([`micro_core::duration`], the grammar of every configured duration; [`TIMEOUT_HEADER`]). The server fails the call with 504 `deadline_exceeded` when it runs out |
 //! | `micro-body` | `stream` when the body is a stream of frames, both ways (see [Streams](#streams)) |
 //! | other headers | the call's metadata, both ways (names lower-cased; repeated headers joined with `", "`) |
 //! | success | `200` with the encoded response message |

@@ -19,10 +19,12 @@
 //! retryable errors are retried ([`Error::is_retryable`](crate::Error::is_retryable):
 //! `Unavailable`, `Aborted`), which includes a service with no reachable node;
 //! a retry prefers a node that has not failed this call yet. No retry starts
-//! once its backoff would end past the deadline.
+//! once its backoff would end past the deadline. These rules are one
+//! [`RetryPolicy`] (a [`tower::retry::Policy`]), which streams and
+//! `GrpcChannel` (feature `transport-grpc`) follow too.
 
-mod backoff;
 pub(crate) mod call;
+mod retry;
 
 use std::{
     collections::HashMap,
@@ -33,10 +35,12 @@ use std::{
 
 use bytes::Bytes;
 use tokio::time::Instant;
-use tower::{Layer, Service as TowerService};
+use tower::{Layer, Service as TowerService, ServiceExt};
 
-pub use backoff::Backoff;
 pub use call::CallBuilder;
+pub use micro_core::{Attempts, Backoff};
+pub(crate) use retry::Tried;
+pub use retry::{Resend, RetryPolicy};
 
 use crate::{
     Endpoint, Error, ErrorKind, Metadata, Result,
@@ -316,9 +320,9 @@ impl Client {
         self.inner.content_type
     }
 
-    /// The wait before retry number `retry` (from 0).
-    pub(crate) fn backoff_delay(&self, retry: u32) -> Duration {
-        self.inner.backoff.delay(retry)
+    /// The retry policy of a call that does not set its own retries.
+    pub(crate) fn retry_policy(&self, retries: Option<u32>) -> RetryPolicy {
+        RetryPolicy::new(retries.unwrap_or(self.inner.retries), self.inner.backoff)
     }
 
     /// Now + `timeout`, but no later than the scope's deadline.
@@ -345,38 +349,20 @@ impl Client {
         }
         let mut metadata = self.scope_metadata();
         metadata.extend_from(&call.metadata);
-        let retries = call.retries.unwrap_or(self.inner.retries);
-        let mut tried = Vec::new();
-        let mut retry = 0;
-        loop {
-            let attempt = Attempt {
-                backends,
-                call: &call,
-                content_type,
-                metadata: metadata.clone(),
-                body: body.clone(),
-                deadline,
-            };
-            let result = self.attempt(attempt, &mut tried, timeout).await;
-            match result {
-                Err(err) if err.is_retryable() && retry < retries => {
-                    let delay = self.inner.backoff.delay(retry);
-                    if Instant::now() + delay >= deadline {
-                        return Err(err);
-                    }
-                    tracing::debug!(
-                        target = %call.target(),
-                        endpoint = %call.endpoint,
-                        retry = retry + 1,
-                        error = %err,
-                        "retrying call"
-                    );
-                    tokio::time::sleep(delay).await;
-                    retry += 1;
-                }
-                result => return result,
-            }
-        }
+        let policy = self.retry_policy(call.retries).until(Some(deadline));
+        let tried = Tried::default();
+        let tries = UnaryTries {
+            backends,
+            call: &call,
+            content_type,
+            deadline,
+            timeout,
+            tried: &tried,
+        };
+        let send = tower::service_fn(move |attempt| self.attempt(tries, attempt));
+        tower::retry::Retry::new(policy, send)
+            .oneshot(UnaryTry { metadata, body })
+            .await
     }
 
     /// One try, bounded by the call's deadline.
@@ -388,14 +374,10 @@ impl Client {
     /// bare channel is not raced again here: one timer per call, not two.
     /// Channel layers may wait before the transport sees the request (a
     /// concurrency limit, say), so a layered channel is raced.
-    async fn attempt(
-        &self,
-        attempt: Attempt<'_>,
-        tried: &mut Vec<String>,
-        timeout: Duration,
-    ) -> Result<Response> {
-        let call = attempt.call;
-        let deadline = attempt.deadline;
+    async fn attempt(&self, tries: UnaryTries<'_>, attempt: UnaryTry) -> Result<Response> {
+        let call = tries.call;
+        let deadline = tries.deadline;
+        let timeout = tries.timeout;
         let past_deadline = || call.deadline_exceeded(timeout);
         // The node is borrowed from the registry's snapshot, which lives as
         // long as this try: its id and address are copied only when needed.
@@ -403,21 +385,26 @@ impl Client {
         let (address, node_id) = match &call.address {
             Some(address) => (address.as_str(), None),
             None => {
-                let lookup = self.lookup(attempt.backends, &call.service);
+                let lookup = self.lookup(tries.backends, &call.service);
                 services = tokio::time::timeout_at(deadline, lookup)
                     .await
                     .unwrap_or_else(|_| Err(past_deadline()))?;
-                let node = self.pick_node(attempt.backends, &call.service, &services, tried)?;
+                let node = self.pick_node(
+                    tries.backends,
+                    &call.service,
+                    &services,
+                    &tries.tried.lock(),
+                )?;
                 (node.address.as_str(), Some(node.id.as_str()))
             }
         };
-        let channel = tokio::time::timeout_at(deadline, self.channel(attempt.backends, address))
+        let channel = tokio::time::timeout_at(deadline, self.channel(tries.backends, address))
             .await
             .unwrap_or_else(|_| Err(past_deadline()))?;
         let request = Request {
             service: call.service.clone(),
             endpoint: call.endpoint.clone(),
-            content_type: attempt.content_type.to_owned(),
+            content_type: tries.content_type.to_owned(),
             metadata: attempt.metadata,
             deadline: Some(deadline),
             body: Body::Full(attempt.body),
@@ -436,7 +423,7 @@ impl Client {
         };
         if let Err(err) = &result {
             if let Some(id) = node_id {
-                tried.push(id.to_owned());
+                tries.tried.add(id);
             }
             if err.kind() == ErrorKind::Unavailable {
                 // The connection may be what broke: dial afresh next time.
@@ -539,13 +526,28 @@ fn transport_mismatch(service: &str, services: &[Service], scheme: &str) -> Opti
 }
 
 /// One try of a call.
-struct Attempt<'a> {
+/// What each try of one unary call sends; a retry sends it again.
+#[derive(Clone)]
+struct UnaryTry {
+    metadata: Metadata,
+    body: Bytes,
+}
+
+impl Resend for UnaryTry {
+    fn resend(&self) -> Option<UnaryTry> {
+        Some(self.clone())
+    }
+}
+
+/// What every try of one unary call shares.
+#[derive(Clone, Copy)]
+struct UnaryTries<'a> {
     backends: &'a Backends,
     call: &'a call::CallSpec,
     content_type: &'static str,
-    metadata: Metadata,
-    body: Bytes,
     deadline: Instant,
+    timeout: Duration,
+    tried: &'a Tried,
 }
 
 impl fmt::Debug for Client {

@@ -45,11 +45,12 @@ use std::{
 use futures::{FutureExt, future::BoxFuture};
 use http::{HeaderMap, HeaderValue, Uri, header::CONTENT_TYPE};
 use tokio::time::Instant;
+use tower::ServiceExt;
 
 use self::replay::Replay;
 use crate::{
     Error, ErrorKind, Result, Selector,
-    client::Backoff,
+    client::{Backoff, Resend, RetryPolicy, Tried},
     registry::{CachingRegistry, DynRegistry, Node, Registry},
     service::NODE_TRANSPORT,
     transport::grpc::{GrpcHttpClient, GrpcTransport},
@@ -209,43 +210,44 @@ impl Inner {
             .path_and_query()
             .map_or("/", |path| path.as_str())
             .to_owned();
-        let replay = Replay::new(body, self.replay_limit);
-        let mut tried: Vec<String> = Vec::new();
-        let mut retry = 0;
-        loop {
-            let node = self.pick(&tried).await?;
-            let uri: Uri = format!("http://{}{path}", node.address)
-                .parse()
-                .map_err(|err| {
-                    Error::invalid_argument(format!(
-                        "node address {:?} is not host:port",
-                        node.address
-                    ))
+        let (path, tried) = (path.as_str(), &Tried::default());
+        let send = tower::service_fn(move |attempt| self.attempt(path, tried, attempt));
+        let first = GrpcTry {
+            method: parts.method,
+            version: parts.version,
+            headers: parts.headers,
+            replay: Arc::new(Replay::new(body, self.replay_limit)),
+        };
+        let policy = RetryPolicy::new(self.retries, self.backoff).until(deadline);
+        tower::retry::Retry::new(policy, send).oneshot(first).await
+    }
+
+    /// One try on a node, preferring one that has not failed this call.
+    async fn attempt(&self, path: &str, tried: &Tried, attempt: GrpcTry) -> Result<GrpcResponse> {
+        // A copy: the lookup awaits, and the list is shared with no lock held.
+        let tried_so_far = tried.lock().clone();
+        let node = self.pick(&tried_so_far).await?;
+        let uri: Uri = format!("http://{}{path}", node.address)
+            .parse()
+            .map_err(|err| {
+                Error::invalid_argument(format!("node address {:?} is not host:port", node.address))
                     .with_source(err)
-                })?;
-            let mut attempt = http::Request::new(tonic::body::Body::new(replay.handle()));
-            *attempt.method_mut() = parts.method.clone();
-            *attempt.uri_mut() = uri;
-            *attempt.version_mut() = parts.version;
-            *attempt.headers_mut() = parts.headers.clone();
-            let failure = match self.http.send(attempt).await {
-                Ok(response) => match retryable_status(response.headers()) {
-                    Some(kind) => Error::new(kind, "the node answered with a retryable status"),
-                    None => return Ok(response),
-                },
-                Err(err) => err,
-            };
-            let delay = self.backoff.delay(retry);
-            let in_time = deadline.is_none_or(|deadline| Instant::now() + delay < deadline);
-            if !failure.is_retryable() || retry >= self.retries || !replay.can_replay() || !in_time
-            {
-                return Err(failure);
-            }
-            tracing::debug!(service = %self.service, node = %node.id, error = %failure, "retrying a gRPC call on another node");
-            tried.push(node.id);
-            retry += 1;
-            tokio::time::sleep(delay).await;
-        }
+            })?;
+        let mut request = http::Request::new(tonic::body::Body::new(attempt.replay.handle()));
+        *request.method_mut() = attempt.method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = attempt.version;
+        *request.headers_mut() = attempt.headers;
+        let failure = match self.http.send(request).await {
+            Ok(response) => match retryable_status(response.headers()) {
+                Some(kind) => Error::new(kind, "the node answered with a retryable status"),
+                None => return Ok(response),
+            },
+            Err(err) => err,
+        };
+        tracing::debug!(service = %self.service, node = %node.id, error = %failure, "gRPC try failed");
+        tried.add(&node.id);
+        Err(failure)
     }
 
     /// A node of the service reachable over gRPC, preferring untried ones.
@@ -263,6 +265,26 @@ impl Inner {
         self.selector
             .pick(&self.service, &services, tried, grpc)
             .cloned()
+    }
+}
+
+/// What one try of a gRPC call sends; a retry sends it again, replaying
+/// the body kept so far.
+struct GrpcTry {
+    method: http::Method,
+    version: http::Version,
+    headers: HeaderMap,
+    replay: Arc<Replay>,
+}
+
+impl Resend for GrpcTry {
+    fn resend(&self) -> Option<GrpcTry> {
+        self.replay.can_replay().then(|| GrpcTry {
+            method: self.method.clone(),
+            version: self.version,
+            headers: self.headers.clone(),
+            replay: Arc::clone(&self.replay),
+        })
     }
 }
 

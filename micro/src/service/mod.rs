@@ -492,9 +492,7 @@ impl ServiceBuilder {
     }
 
     fn validate(&self, register_ttl: Duration, register_interval: Duration) -> Result<()> {
-        if self.name.trim().is_empty() {
-            return Err(Error::invalid_argument("a service needs a name"));
-        }
+        micro_core::name::validate("service", &self.name)?;
         if register_interval.is_zero() || register_interval >= register_ttl {
             return Err(Error::invalid_argument(format!(
                 "register_interval ({:?}) must be above zero and shorter than register_ttl ({:?}), \

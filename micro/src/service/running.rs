@@ -1,6 +1,7 @@
 use std::{fmt, time::Duration};
 
 use futures::future::BoxFuture;
+use micro_core::Backoff;
 use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -295,7 +296,8 @@ async fn heartbeat(
     stop: CancellationToken,
 ) {
     let mut wait = interval;
-    let mut retry = REREGISTER_RETRY.min(interval);
+    // After a failure, retry sooner: from REREGISTER_RETRY doubling up to the interval.
+    let mut retries = Backoff::exponential(REREGISTER_RETRY.min(interval), interval).attempts();
     loop {
         let renewed = tokio::select! {
             biased;
@@ -307,21 +309,19 @@ async fn heartbeat(
         };
         match renewed {
             Ok(Ok(())) => {
-                if wait < interval {
+                if retries.count() > 0 {
                     tracing::info!(service = %registration.name, "re-registered after failures");
                 }
                 wait = interval;
-                retry = REREGISTER_RETRY.min(interval);
+                retries.reset();
             }
             Ok(Err(err)) => {
-                tracing::warn!(service = %registration.name, error = %err, retry_in = ?retry, "re-registering failed");
-                wait = retry;
-                retry = (retry * 2).min(interval);
+                wait = retries.next_delay();
+                tracing::warn!(service = %registration.name, error = %err, retry_in = ?wait, "re-registering failed");
             }
             Err(_) => {
-                tracing::warn!(service = %registration.name, retry_in = ?retry, "re-registering timed out");
-                wait = retry;
-                retry = (retry * 2).min(interval);
+                wait = retries.next_delay();
+                tracing::warn!(service = %registration.name, retry_in = ?wait, "re-registering timed out");
             }
         }
     }

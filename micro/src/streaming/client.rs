@@ -4,12 +4,13 @@
 use bytes::BytesMut;
 use futures::Stream;
 use tokio::time::Instant;
+use tower::ServiceExt;
 
 use super::{Streaming, encode_stream};
 use crate::{
     Client, Error, ErrorKind, Metadata, Result,
     client::{
-        CallBuilder,
+        CallBuilder, Resend, Tried,
         call::{CallSpec, bad_reply, decode_reply},
     },
     codec::{self, Decode, Encode},
@@ -124,40 +125,24 @@ impl Client {
             .map_or(deadline, |by| Some(deadline.map_or(by, |d| d.min(by))));
         let mut metadata = self.scope_metadata();
         metadata.extend_from(&call.metadata);
-        let mut attempt = Attempt {
+        let attempt = Attempt {
             call: &call,
             content_type,
             metadata,
             deadline,
             opening,
-            tried: Vec::new(),
+            tried: Tried::default(),
         };
-        let bytes = match body {
-            Body::Full(bytes) => bytes,
-            stream => return self.stream_attempt(&mut attempt, stream).await,
-        };
-        let retries = call.retries.unwrap_or(self.retries());
-        let mut retry = 0;
-        loop {
-            match self
-                .stream_attempt(&mut attempt, Body::Full(bytes.clone()))
-                .await
-            {
-                Err(err) if err.is_retryable() && retry < retries => {
-                    let delay = self.backoff_delay(retry);
-                    if opening.is_some_and(|opening| Instant::now() + delay >= opening) {
-                        return Err(err);
-                    }
-                    tracing::debug!(target = %call.target(), endpoint = %call.endpoint, retry = retry + 1, error = %err, "retrying stream");
-                    tokio::time::sleep(delay).await;
-                    retry += 1;
-                }
-                result => return result,
-            }
-        }
+        // A streamed request cannot be replayed: it is tried once.
+        let policy = self.retry_policy(call.retries).until(opening);
+        let attempt = &attempt;
+        let send = tower::service_fn(move |StreamTry(body)| self.stream_attempt(attempt, body));
+        tower::retry::Retry::new(policy, send)
+            .oneshot(StreamTry(body))
+            .await
     }
 
-    async fn stream_attempt(&self, attempt: &mut Attempt<'_>, body: Body) -> Result<Response> {
+    async fn stream_attempt(&self, attempt: &Attempt<'_>, body: Body) -> Result<Response> {
         let backends = self.backends()?;
         let call = attempt.call;
         let services;
@@ -166,7 +151,8 @@ impl Client {
             None => {
                 let lookup = self.lookup(backends, &call.service);
                 services = until(attempt.opening, lookup, || not_opened(call)).await?;
-                let node = self.pick_node(backends, &call.service, &services, &attempt.tried)?;
+                let node =
+                    self.pick_node(backends, &call.service, &services, &attempt.tried.lock())?;
                 (node.address.as_str(), Some(node.id.as_str()))
             }
         };
@@ -203,7 +189,7 @@ impl Client {
         .await;
         if let Err(err) = &result {
             if let Some(id) = node_id {
-                attempt.tried.push(id.to_owned());
+                attempt.tried.add(id);
             }
             if err.kind() == ErrorKind::Unavailable {
                 self.forget_channel(address);
@@ -222,7 +208,20 @@ struct Attempt<'a> {
     deadline: Option<Instant>,
     /// When opening the stream gives up.
     opening: Option<Instant>,
-    tried: Vec<String>,
+    tried: Tried,
+}
+
+/// What one try of a streaming call sends: a unary request can be sent
+/// again, a streamed one cannot.
+struct StreamTry(Body);
+
+impl Resend for StreamTry {
+    fn resend(&self) -> Option<StreamTry> {
+        match &self.0 {
+            Body::Full(bytes) => Some(StreamTry(Body::Full(bytes.clone()))),
+            _ => None,
+        }
+    }
 }
 
 /// Runs `work` until `deadline`, failing with `on_timeout()` past it.
