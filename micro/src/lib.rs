@@ -102,55 +102,11 @@
 //! | no reachable node, connection refused | `Unavailable` | 503 |
 //! | body over the transport's limit | `ResourceExhausted` | 413 over HTTP |
 //!
-//! # Backends and features
+//! # Configuration
 //!
-//! | building block | backend | feature | default |
-//! |---|---|---|---|
-//! | registry | memory (in-process, TTL expiry) | `registry-memory` | yes |
-//! | registry | mdns, gossip, etcd, nats, consul (consul tested against a stand-in only) | `registry-mdns`, `registry-gossip`, `registry-etcd`, `registry-nats`, `registry-consul` | no |
-//! | broker | memory (bounded buffers, queue groups, manual ack) | `broker-memory` | yes |
-//! | broker | http (peer to peer), nats (core and JetStream) | `broker-http`, `broker-nats` | no |
-//! | transport | memory (in-process) | `transport-memory` | yes |
-//! | transport | http (hyper 1; JSON over HTTP that curl can call) | `transport-http` | yes |
-//! | transport | grpc (plain gRPC any gRPC client can call; tonic clients through the registry with [`grpc::GrpcChannel`]) | `transport-grpc` | no |
-//! | config | memory and environment sources (always) | | yes |
-//! | config | files (JSON, TOML, YAML, watched) | `config` | no |
-//! | config | flags (clap), etcd, NATS KV, Consul KV | `config-flags`, `config-etcd`, `config-nats`, `config-consul` | no |
-//! | sync | memory locks and elections | `sync-memory` | yes |
-//! | sync | etcd, NATS KV | `sync-etcd`, `sync-nats` | no |
-//! | endpoints | JSON Schemas of typed endpoints' messages in the registry ([`Endpoint::described`], schemars 1) | `schema` | no |
-//!
-//! `full` turns on every feature.
-//!
-//! # Environment
-//!
-//! [`ServiceBuilder::build_from_env`] and [`Client::from_env`] read:
-//!
-//! | variable | values | default |
-//! |---|---|---|
-//! | `MICRO_REGISTRY` / `MICRO_REGISTRY_ADDRESS` | `memory`, `mdns`, `gossip`, `etcd`, `nats`, `consul` | `memory` |
-//! | `MICRO_BROKER` / `MICRO_BROKER_ADDRESS` | `memory`, `http`, `nats` | `memory` |
-//! | `MICRO_TRANSPORT` / `MICRO_TRANSPORT_ADDRESS` | `memory`, `http`, `grpc`; the address to listen on | `http` on `127.0.0.1:0` |
-//!
-//! A backend whose feature this build lacks is an error naming the feature
-//! ("MICRO_REGISTRY=etcd needs micro's cargo feature \`registry-etcd\`, which
-//! this build does not include"); an unknown name is an error listing the
-//! known ones. See [`env`](mod@crate::env).
-//!
-//! # Defaults
-//!
-//! | setting | default | where to change it |
-//! |---|---|---|
-//! | call timeout, whole call including retries; sent to the server as the deadline | 5 s | [`ClientBuilder::timeout`] (a service's own: [`ServiceBuilder::configure_client`]), [`client::CallBuilder::timeout`] |
-//! | retries, of retryable errors only (`Unavailable`, `Aborted`) | 3 | [`ClientBuilder::retries`], [`client::CallBuilder::retries`] |
-//! | backoff between retries | 10 ms doubling up to 1 s, jittered | [`ClientBuilder::backoff`] |
-//! | node selection | random; a retry prefers another node | [`ClientBuilder::selector`] |
-//! | registration TTL | 30 s | [`ServiceBuilder::register_ttl`] |
-//! | re-registration interval | 10 s | [`ServiceBuilder::register_interval`] |
-//! | grace period for in-flight calls on stop | 10 s | [`ServiceBuilder::grace_period`] |
-//! | listen address | `127.0.0.1:0` (a free port) | [`ServiceBuilder::address`], `MICRO_TRANSPORT_ADDRESS` |
-//! | subscriber queue group | the service's name (one instance handles each message) | [`Server::subscribe_with`] |
-//! | content type of serde requests | `application/json` | [`ClientBuilder::content_type`], [`client::CallBuilder::content_type`] |
+//! The tables below are `micro/CONFIGURATION.md`, which the README repeats;
+//! a test keeps the two and the variables the code reads in step.
+#![doc = include_str!("../CONFIGURATION.md")]
 
 pub mod client;
 pub mod codec;
@@ -176,9 +132,8 @@ pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
 pub use micro_registry as registry;
 pub use micro_sync as sync;
 pub use micro_transport as transport;
-/// The `prost` micro is built with, so protobuf types of one's own match
-/// [`ServiceBuilder::handle_proto`] and [`Client::call_proto`] without
-/// depending on the same version of prost by hand:
+/// The `prost` micro is built with, so protobuf types of one's own work in
+/// [`codec::Proto`] without depending on the same version of prost by hand:
 ///
 /// ```
 /// use micro::prost::Message;
