@@ -9,8 +9,9 @@ use std::{path::Path, time::Duration};
 use futures::StreamExt;
 use micro_broker::{
     Broker, ErrorKind, Message, SubscribeOptions,
-    nats::{NatsBroker, NatsBrokerBuilder, NatsConfig},
+    nats::{NatsBroker, NatsBrokerBuilder, NatsConfig, NatsConnection},
 };
+use micro_connect::nats::NatsConfigBuilder;
 use micro_test_servers::{NatsServer, free_port};
 use tokio::time::timeout;
 
@@ -55,21 +56,30 @@ fn broker_for(url: &str) -> NatsBrokerBuilder {
     NatsBroker::builder().servers([url])
 }
 
+/// The connection settings for `url`, to add credentials or TLS to.
+fn connection(url: &str) -> NatsConfigBuilder {
+    NatsConnection::builder().servers([url])
+}
+
+fn broker_with(connection: NatsConfigBuilder) -> NatsBrokerBuilder {
+    NatsBroker::builder().connection(connection.build().expect("valid connection settings"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_authentication() {
     let Some(server) = NatsServer::start_with_args(&["--auth", "s3cret-token"]).await else {
         return;
     };
-    carries_an_event(broker_for(&server.url()).token("s3cret-token")).await;
+    carries_an_event(broker_with(connection(&server.url()).token("s3cret-token"))).await;
     refused(
-        broker_for(&server.url()).token("wrong"),
-        ErrorKind::PermissionDenied,
+        broker_with(connection(&server.url()).token("wrong")),
+        ErrorKind::Unauthenticated,
         "a wrong token",
     )
     .await;
     refused(
         broker_for(&server.url()),
-        ErrorKind::PermissionDenied,
+        ErrorKind::Unauthenticated,
         "no token",
     )
     .await;
@@ -82,10 +92,13 @@ async fn user_and_password_authentication() {
     else {
         return;
     };
-    carries_an_event(broker_for(&server.url()).user_and_password("orders", "pa55word")).await;
+    carries_an_event(broker_with(
+        connection(&server.url()).user_and_password("orders", "pa55word"),
+    ))
+    .await;
     refused(
-        broker_for(&server.url()).user_and_password("orders", "guess"),
-        ErrorKind::PermissionDenied,
+        broker_with(connection(&server.url()).user_and_password("orders", "guess")),
+        ErrorKind::Unauthenticated,
         "a wrong password",
     )
     .await;
@@ -159,7 +172,7 @@ async fn tls_with_a_private_certificate_authority() {
         return;
     };
     let url = format!("tls://127.0.0.1:{}", server.port());
-    carries_an_event(broker_for(&url).tls_root_certificates(&server_pem.cert)).await;
+    carries_an_event(broker_with(connection(&url).tls_ca(&server_pem.cert))).await;
     // Without the private root the server's certificate is not trusted.
     refused(
         broker_for(&url),
@@ -189,17 +202,16 @@ async fn mutual_tls_with_a_client_certificate() {
     };
     let url = format!("tls://127.0.0.1:{}", server.port());
     let mut config = NatsConfig::default();
-    config.servers = vec![url.clone()];
-    config.tls.ca_file = Some(server_pem.cert.clone().into());
-    config.tls.cert_file = Some(client_pem.cert.clone().into());
-    config.tls.key_file = Some(client_pem.key.clone().into());
+    config.connection = connection(&url)
+        .tls_ca(&server_pem.cert)
+        .tls_client_cert(&client_pem.cert, &client_pem.key)
+        .build()
+        .expect("valid connection settings");
     carries_an_event(NatsBroker::builder().config(config)).await;
     // The server demands a client certificate; without one it hangs up.
     match timeout(
         WAIT,
-        broker_for(&url)
-            .tls_root_certificates(&server_pem.cert)
-            .connect(),
+        broker_with(connection(&url).tls_ca(&server_pem.cert)).connect(),
     )
     .await
     {
@@ -207,7 +219,7 @@ async fn mutual_tls_with_a_client_certificate() {
         Ok(Err(err)) => assert!(
             matches!(
                 err.kind(),
-                ErrorKind::Unavailable | ErrorKind::PermissionDenied
+                ErrorKind::Unavailable | ErrorKind::Unauthenticated
             ),
             "{err:#}"
         ),

@@ -44,8 +44,11 @@ impl Block {
 /// Where variables are read from: the process environment
 /// ([`Lookup::env`]) or, in tests, a function.
 pub struct Lookup<'a> {
-    read: Box<dyn Fn(&str) -> Result<Option<String>> + 'a>,
+    read: Box<ReadVar<'a>>,
 }
+
+/// Reads one variable: `None` when unset.
+type ReadVar<'a> = dyn Fn(&str) -> Result<Option<String>> + 'a;
 
 impl<'a> Lookup<'a> {
     /// The process environment, read with [`micro_core::env::var`] (empty
