@@ -42,7 +42,7 @@ mod nats;
 mod process;
 
 pub use consul::ConsulStandIn;
-pub use etcd::EtcdServer;
+pub use etcd::{EtcdServer, EtcdTls};
 pub use nats::NatsServer;
 
 /// A loopback TCP port that was free a moment ago.
