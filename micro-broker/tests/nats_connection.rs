@@ -11,7 +11,7 @@ use micro_broker::{
     Broker, ErrorKind, Message, SubscribeOptions,
     nats::{NatsBroker, NatsBrokerBuilder, NatsConfig, NatsConnection},
 };
-use micro_connect::nats::NatsConfigBuilder;
+use micro_connect::{TlsConfig, nats::NatsConfigBuilder};
 use micro_test_servers::{NatsServer, free_port};
 use tokio::time::timeout;
 
@@ -172,7 +172,10 @@ async fn tls_with_a_private_certificate_authority() {
         return;
     };
     let url = format!("tls://127.0.0.1:{}", server.port());
-    carries_an_event(broker_with(connection(&url).tls_ca(&server_pem.cert))).await;
+    carries_an_event(broker_with(
+        connection(&url).tls(TlsConfig::default().with_ca(&server_pem.cert)),
+    ))
+    .await;
     // Without the private root the server's certificate is not trusted.
     refused(
         broker_for(&url),
@@ -203,15 +206,18 @@ async fn mutual_tls_with_a_client_certificate() {
     let url = format!("tls://127.0.0.1:{}", server.port());
     let mut config = NatsConfig::default();
     config.connection = connection(&url)
-        .tls_ca(&server_pem.cert)
-        .tls_client_cert(&client_pem.cert, &client_pem.key)
+        .tls(
+            TlsConfig::default()
+                .with_ca(&server_pem.cert)
+                .with_client_cert(&client_pem.cert, &client_pem.key),
+        )
         .build()
         .expect("valid connection settings");
     carries_an_event(NatsBroker::builder().config(config)).await;
     // The server demands a client certificate; without one it hangs up.
     match timeout(
         WAIT,
-        broker_with(connection(&url).tls_ca(&server_pem.cert)).connect(),
+        broker_with(connection(&url).tls(TlsConfig::default().with_ca(&server_pem.cert))).connect(),
     )
     .await
     {

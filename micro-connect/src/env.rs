@@ -202,6 +202,16 @@ pub(crate) fn label(origins: &BTreeMap<&'static str, String>, field: &'static st
         .unwrap_or_else(|| field.to_owned())
 }
 
+/// A lookup over fixed variables, for tests.
+#[cfg(test)]
+pub(crate) fn test_lookup(vars: &[(&str, &str)]) -> Lookup<'static> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Lookup::from_fn(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -290,25 +290,6 @@ impl EtcdConfigBuilder {
         self
     }
 
-    /// The CA to trust (turns TLS on).
-    pub fn tls_ca(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.config.tls.ca_file = Some(path.into());
-        self.config.tls.required = true;
-        self
-    }
-
-    /// A client certificate and key (turns TLS on).
-    pub fn tls_client_cert(
-        mut self,
-        cert: impl Into<std::path::PathBuf>,
-        key: impl Into<std::path::PathBuf>,
-    ) -> Self {
-        self.config.tls.cert_file = Some(cert.into());
-        self.config.tls.key_file = Some(key.into());
-        self.config.tls.required = true;
-        self
-    }
-
     /// All TLS settings at once.
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.config.tls = tls;
@@ -333,14 +314,7 @@ mod tests {
     use super::*;
 
     fn from(block: Option<Block>, vars: &[(&str, &str)]) -> Result<EtcdConfig> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let lookup = Lookup::from_fn(move |name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        });
-        EtcdConfig::from_lookup(block, &lookup)
+        EtcdConfig::from_lookup(block, &crate::env::test_lookup(vars))
     }
 
     #[test]

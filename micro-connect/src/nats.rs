@@ -407,21 +407,6 @@ impl NatsConfigBuilder {
         self
     }
 
-    /// The CA to trust (turns TLS on).
-    pub fn tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
-        self.config.tls.ca_file = Some(path.into());
-        self.config.tls.required = true;
-        self
-    }
-
-    /// A client certificate and key for mutual TLS (turns TLS on).
-    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        self.config.tls.cert_file = Some(cert.into());
-        self.config.tls.key_file = Some(key.into());
-        self.config.tls.required = true;
-        self
-    }
-
     /// All TLS settings at once.
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.config.tls = tls;
@@ -446,14 +431,7 @@ mod tests {
     use super::*;
 
     fn from(block: Option<Block>, vars: &[(&str, &str)]) -> Result<NatsConfig> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let lookup = Lookup::from_fn(move |name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        });
-        NatsConfig::from_lookup(block, &lookup)
+        NatsConfig::from_lookup(block, &crate::env::test_lookup(vars))
     }
 
     #[test]

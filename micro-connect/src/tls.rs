@@ -26,6 +26,25 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
+    /// Trusts the CA certificates in `path` (PEM); turns TLS on.
+    pub fn with_ca(mut self, path: impl Into<PathBuf>) -> TlsConfig {
+        self.ca_file = Some(path.into());
+        self.required = true;
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) for mutual TLS; turns TLS on.
+    pub fn with_client_cert(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> TlsConfig {
+        self.cert_file = Some(cert.into());
+        self.key_file = Some(key.into());
+        self.required = true;
+        self
+    }
+
     /// Whether any setting asks for TLS.
     pub fn is_requested(&self) -> bool {
         self.required

@@ -71,6 +71,36 @@ fn rand_suffix() -> u32 {
     nanos ^ (Box::into_raw(Box::new(0u8)) as usize as u32)
 }
 
+/// Registers a service with a fresh name, reads it back, returns the name.
+async fn registers_and_finds(registry: &impl Registry) -> String {
+    let name = unique("greeter-");
+    within(
+        "register",
+        registry.register(
+            &service(&name),
+            &RegisterOptions::ttl(Duration::from_secs(30)),
+        ),
+    )
+    .await
+    .expect("register");
+    let found = within("get_service", registry.get_service(&name))
+        .await
+        .expect("get_service");
+    assert_eq!(found.len(), 1, "{found:?}");
+    name
+}
+
+/// Takes a lock and releases it.
+async fn locks_and_releases(lock: &impl Lock) {
+    let guard = within(
+        "acquire",
+        lock.acquire("job", &LockOptions::ttl(Duration::from_secs(10))),
+    )
+    .await
+    .expect("acquire");
+    guard.release().await.expect("release");
+}
+
 fn service(name: &str) -> Service {
     Service::new(name).with_node(Node::new("node-1", "127.0.0.1:9000"))
 }
@@ -104,20 +134,7 @@ async fn nats_with_tls_and_a_token_serves_every_block() {
         micro::registry::nats::NatsConfig::from_lookup(good.clone()).expect("registry config"),
     )
     .expect("registry");
-    let name = unique("greeter-");
-    within(
-        "register",
-        registry.register(
-            &service(&name),
-            &RegisterOptions::ttl(Duration::from_secs(30)),
-        ),
-    )
-    .await
-    .expect("register over TLS with a token");
-    let found = within("get_service", registry.get_service(&name))
-        .await
-        .expect("get_service");
-    assert_eq!(found.len(), 1, "{found:?}");
+    let name = registers_and_finds(&registry).await;
 
     // Broker: subscribe, publish, receive.
     let broker = within(
@@ -152,13 +169,7 @@ async fn nats_with_tls_and_a_token_serves_every_block() {
     )
     .await
     .expect("sync over TLS with a token");
-    let guard = within(
-        "acquire",
-        coordinator.acquire("job", &LockOptions::ttl(Duration::from_secs(10))),
-    )
-    .await
-    .expect("acquire");
-    guard.release().await.expect("release");
+    locks_and_releases(&coordinator).await;
 
     // Config: read a key written to the bucket.
     let mut source_config = micro::config::nats::NatsSourceConfig::default();
@@ -286,20 +297,7 @@ async fn etcd_with_client_certificates_and_users_serves_every_block() {
     registry_config.prefix = format!("/{}/", unique("registry-"));
     let registry =
         micro::registry::etcd::EtcdRegistry::from_config(registry_config).expect("registry");
-    let name = unique("greeter-");
-    within(
-        "register",
-        registry.register(
-            &service(&name),
-            &RegisterOptions::ttl(Duration::from_secs(30)),
-        ),
-    )
-    .await
-    .expect("register over mutual TLS as root");
-    let found = within("get_service", registry.get_service(&name))
-        .await
-        .expect("get_service");
-    assert_eq!(found.len(), 1, "{found:?}");
+    registers_and_finds(&registry).await;
 
     // Sync: take and release a lock.
     let mut sync_config =
@@ -311,13 +309,7 @@ async fn etcd_with_client_certificates_and_users_serves_every_block() {
     )
     .await
     .expect("sync over mutual TLS as root");
-    let guard = within(
-        "acquire",
-        coordinator.acquire("job", &LockOptions::ttl(Duration::from_secs(10))),
-    )
-    .await
-    .expect("acquire");
-    guard.release().await.expect("release");
+    locks_and_releases(&coordinator).await;
 
     // Config: read a key written under the prefix.
     let mut source_config = micro::config::etcd::EtcdSourceConfig::default();
@@ -412,20 +404,7 @@ async fn consul_acl_token_reaches_the_registry_and_config() {
         micro::registry::consul::ConsulConfig::from_lookup(good.clone()).expect("config"),
     )
     .expect("registry");
-    let name = unique("greeter-");
-    within(
-        "register",
-        registry.register(
-            &service(&name),
-            &RegisterOptions::ttl(Duration::from_secs(30)),
-        ),
-    )
-    .await
-    .expect("register with the token");
-    let found = within("get_service", registry.get_service(&name))
-        .await
-        .expect("get_service");
-    assert_eq!(found.len(), 1, "{found:?}");
+    registers_and_finds(&registry).await;
 
     let connection = micro::connect::consul::ConsulConfig::from_lookup(
         Some(Block::Config),
