@@ -223,23 +223,7 @@ impl ConsulConfigBuilder {
         self
     }
 
-    /// TLS settings.
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.config.tls = tls;
-        self
-    }
-
-    /// How long opening a connection may take.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = timeout;
-        self
-    }
-
-    /// The config, checked.
-    pub fn build(self) -> Result<ConsulConfig> {
-        self.config.validate()?;
-        Ok(self.config)
-    }
+    shared_builder_methods!(ConsulConfig);
 }
 
 #[cfg(test)]

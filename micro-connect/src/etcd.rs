@@ -290,23 +290,7 @@ impl EtcdConfigBuilder {
         self
     }
 
-    /// All TLS settings at once.
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.config.tls = tls;
-        self
-    }
-
-    /// How long connecting may take.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = timeout;
-        self
-    }
-
-    /// The config, checked.
-    pub fn build(self) -> Result<EtcdConfig> {
-        self.config.validate()?;
-        Ok(self.config)
-    }
+    shared_builder_methods!(EtcdConfig);
 }
 
 #[cfg(test)]

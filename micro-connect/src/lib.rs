@@ -45,6 +45,32 @@
 mod env;
 mod tls;
 
+/// The builder methods every system's config builder has: TLS, connect
+/// timeout and `build`, written once.
+#[cfg(any(feature = "nats", feature = "etcd", feature = "consul"))]
+macro_rules! shared_builder_methods {
+    ($config:ty) => {
+        /// All TLS settings at once ([`TlsConfig::with_ca`](crate::TlsConfig::with_ca),
+        /// [`TlsConfig::with_client_cert`](crate::TlsConfig::with_client_cert)).
+        pub fn tls(mut self, tls: $crate::TlsConfig) -> Self {
+            self.config.tls = tls;
+            self
+        }
+
+        /// How long connecting may take.
+        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.config.connect_timeout = timeout;
+            self
+        }
+
+        /// The config, checked.
+        pub fn build(self) -> micro_core::Result<$config> {
+            self.config.validate()?;
+            Ok(self.config)
+        }
+    };
+}
+
 #[cfg(feature = "consul")]
 pub mod consul;
 #[cfg(feature = "etcd")]

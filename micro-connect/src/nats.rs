@@ -407,23 +407,7 @@ impl NatsConfigBuilder {
         self
     }
 
-    /// All TLS settings at once.
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.config.tls = tls;
-        self
-    }
-
-    /// How long one connection attempt may take.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.config.connect_timeout = timeout;
-        self
-    }
-
-    /// The config, checked.
-    pub fn build(self) -> Result<NatsConfig> {
-        self.config.validate()?;
-        Ok(self.config)
-    }
+    shared_builder_methods!(NatsConfig);
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ mod etcd;
 mod locate;
 mod nats;
 mod process;
+pub mod tls;
 
 pub use consul::ConsulStandIn;
 pub use etcd::{EtcdServer, EtcdTls};
