@@ -144,7 +144,7 @@ async fn nats_outage_keeps_the_last_good_values() {
         return;
     };
     let mut config_of_source = NatsSourceConfig::default();
-    config_of_source.url = nats.url();
+    config_of_source.connection.servers = vec![nats.url()];
     config_of_source.bucket = "outage".to_owned();
     let source = NatsSource::connect(config_of_source)
         .await

@@ -15,12 +15,40 @@ const INSTALL: &str = "apt-get install etcd-server (or set MICRO_ETCD)";
 pub struct EtcdServer {
     process: ServerProcess,
     port: u16,
+    /// Where `/health` answers over plain HTTP: the client port, or with
+    /// TLS a metrics port of its own.
+    health_port: u16,
+    scheme: &'static str,
     data: TempDir,
+}
+
+/// The TLS files of an etcd started with [`EtcdServer::start_tls`].
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    /// The server's certificate (PEM).
+    pub cert_file: PathBuf,
+    /// The server certificate's key (PEM).
+    pub key_file: PathBuf,
+    /// The CA that client certificates must chain to (PEM); with it etcd
+    /// runs with `--client-cert-auth`.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl EtcdServer {
     /// Starts a server of its own and waits until it reports itself healthy.
     pub async fn start() -> Option<EtcdServer> {
+        EtcdServer::start_with(None).await
+    }
+
+    /// Starts a server whose client port speaks TLS only (`https://`), with
+    /// `--cert-file`, `--key-file` and, when a client CA is given,
+    /// `--trusted-ca-file` and `--client-cert-auth`. Health is checked on a
+    /// plain-HTTP metrics port of its own.
+    pub async fn start_tls(tls: &EtcdTls) -> Option<EtcdServer> {
+        EtcdServer::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<&EtcdTls>) -> Option<EtcdServer> {
         let Some(program) = locate::binary("MICRO_ETCD", &[], "etcd", |_| true) else {
             return missing("etcd", INSTALL);
         };
@@ -29,10 +57,11 @@ impl EtcdServer {
             .tempdir()
             .unwrap_or_else(|err| panic!("cannot create a data directory for etcd: {err}"));
         let (port, peer_port) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let name = format!("micro-test-{port}");
-        let args = vec![
+        let mut args = vec![
             format!("--name={name}"),
             format!("--data-dir={}", data.path().join("member").display()),
             format!("--listen-client-urls={client_url}"),
@@ -43,10 +72,25 @@ impl EtcdServer {
             "--logger=zap".into(),
             "--log-level=warn".into(),
         ];
+        let mut health_port = port;
+        if let Some(tls) = tls {
+            health_port = free_port();
+            args.push(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{health_port}"
+            ));
+            args.push(format!("--cert-file={}", tls.cert_file.display()));
+            args.push(format!("--key-file={}", tls.key_file.display()));
+            if let Some(ca) = &tls.client_ca_file {
+                args.push(format!("--trusted-ca-file={}", ca.display()));
+                args.push("--client-cert-auth".into());
+            }
+        }
         let log = data.path().join("etcd.log");
         let server = EtcdServer {
             process: ServerProcess::new("etcd", program, args, data.path().to_path_buf(), log),
             port,
+            health_port,
+            scheme,
             data,
         };
         server.wait_ready().await;
@@ -62,9 +106,9 @@ impl EtcdServer {
         SHARED.get_or_init(EtcdServer::start).await.as_ref()
     }
 
-    /// The client endpoint, `http://127.0.0.1:PORT`.
+    /// The client endpoint, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// The client port.
@@ -89,7 +133,7 @@ impl EtcdServer {
     }
 
     async fn wait_ready(&self) {
-        let port = self.port;
+        let port = self.health_port;
         self.process
             .spawn_and_wait(|| http_get_ok(port, "/health", "true"))
             .await;

@@ -41,9 +41,10 @@ mod etcd;
 mod locate;
 mod nats;
 mod process;
+pub mod tls;
 
 pub use consul::ConsulStandIn;
-pub use etcd::EtcdServer;
+pub use etcd::{EtcdServer, EtcdTls};
 pub use nats::NatsServer;
 
 /// A loopback TCP port that was free a moment ago.

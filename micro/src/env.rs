@@ -410,11 +410,11 @@ fn build_broker(choice: &BackendChoice) -> Result<DynBroker> {
         }
         #[cfg(feature = "broker-nats")]
         "nats" => {
-            // MICRO_BROKER_ADDRESS and the MICRO_BROKER_NATS_* variables;
+            // MICRO_BROKER_NATS_*, MICRO_BROKER_ADDRESS and MICRO_NATS_* (micro-connect);
             // the broker connects on first use.
             let mut config = crate::broker::nats::NatsConfig::from_env()?;
             if let Some(address) = &choice.address {
-                config.servers = address
+                config.connection.servers = address
                     .split(',')
                     .map(str::trim)
                     .filter(|url| !url.is_empty())

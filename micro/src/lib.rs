@@ -128,6 +128,7 @@ pub use endpoint::Endpoint;
 pub use micro_broker as broker;
 pub use micro_broker::SubscribeOptions;
 pub use micro_config as config;
+pub use micro_connect as connect;
 pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
 pub use micro_registry as registry;
 pub use micro_sync as sync;

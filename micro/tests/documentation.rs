@@ -40,7 +40,10 @@ fn readme_repeats_the_configuration_file_exactly() {
             .zip(configuration().lines())
             .position(|(a, b)| a != b)
             .map_or("the end".to_owned(), |n| format!("line {}", n + 1));
-        panic!("README's copy of micro/CONFIGURATION.md differs from the file at {line}");
+        panic!(
+            "README's copy of micro/CONFIGURATION.md differs from the file at {line} \
+             (scripts/sync-configuration-docs copies it)"
+        );
     }
 }
 

@@ -1,26 +1,16 @@
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use micro_connect::nats::NatsConfig as NatsConnection;
 
 use crate::{Error, Result};
 
 /// The environment variable with a comma-separated list of server URLs
-/// (the same variable `micro` reads for every broker's address).
+/// (the same variable `micro` reads for every broker's address); read
+/// through [`micro_connect::nats::NatsConfig::from_env`], after
+/// `MICRO_BROKER_NATS_URL` and before `MICRO_NATS_URL`.
 pub const ADDRESS_ENV: &str = "MICRO_BROKER_ADDRESS";
-/// The environment variable with a token for token authentication.
-pub const TOKEN_ENV: &str = "MICRO_BROKER_NATS_TOKEN";
-/// The environment variable with a user name (with [`PASSWORD_ENV`]).
-pub const USER_ENV: &str = "MICRO_BROKER_NATS_USER";
-/// The environment variable with a password (with [`USER_ENV`]).
-pub const PASSWORD_ENV: &str = "MICRO_BROKER_NATS_PASSWORD";
-/// The environment variable with the path of a `.creds` file (JWT and nkey seed).
-pub const CREDENTIALS_ENV: &str = "MICRO_BROKER_NATS_CREDENTIALS";
-/// The environment variable with a PEM file of extra root certificates; setting it requires TLS.
-pub const TLS_CA_ENV: &str = "MICRO_BROKER_NATS_TLS_CA";
-/// The environment variable with a PEM client certificate (with [`TLS_KEY_ENV`]).
-pub const TLS_CERT_ENV: &str = "MICRO_BROKER_NATS_TLS_CERT";
-/// The environment variable with the PEM private key of [`TLS_CERT_ENV`].
-pub const TLS_KEY_ENV: &str = "MICRO_BROKER_NATS_TLS_KEY";
 /// The environment variable that turns JetStream on (`true`/`false`).
 pub const JETSTREAM_ENV: &str = "MICRO_BROKER_NATS_JETSTREAM";
 /// The environment variable naming one stream for every topic (with
@@ -39,25 +29,16 @@ pub const RECONNECT_BUFFER_ENV: &str = "MICRO_BROKER_NATS_RECONNECT_BUFFER";
 /// use micro_broker::nats::NatsConfig;
 ///
 /// let config = NatsConfig::default();
-/// assert_eq!(config.servers, vec!["nats://127.0.0.1:4222".to_owned()]);
+/// assert_eq!(config.connection.servers, vec!["nats://127.0.0.1:4222".to_owned()]);
 /// assert!(config.jetstream.is_none(), "core NATS unless JetStream is asked for");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NatsConfig {
-    /// Server URLs (`nats://host:4222`, `tls://host:4222`); the client
-    /// connects to one and fails over to the others.
-    pub servers: Vec<String>,
-    /// The connection name the server shows in its monitoring.
-    pub name: Option<String>,
-    /// How to authenticate.
-    pub auth: NatsAuth,
-    /// TLS settings (rustls with the ring provider).
-    pub tls: NatsTls,
-    /// How long one connection attempt may take.
-    #[serde(with = "micro_core::duration::serde")]
-    pub connect_timeout: Duration,
+    /// Where the server is and how to authenticate, the settings every NATS
+    /// backend shares (servers, credentials, TLS, connect timeout).
+    pub connection: NatsConnection,
     /// Reconnect attempts before giving up for good; `None` retries forever.
     pub max_reconnects: Option<usize>,
     /// How many messages `publish` may buffer while disconnected; past it
@@ -75,14 +56,15 @@ pub struct NatsConfig {
 
 impl NatsConfig {
     /// The default server.
-    pub const DEFAULT_SERVER: &'static str = "nats://127.0.0.1:4222";
+    pub const DEFAULT_SERVER: &'static str = NatsConnection::DEFAULT_SERVER;
     /// The default reconnect buffer, in messages.
     pub const DEFAULT_RECONNECT_BUFFER_MESSAGES: usize = 8 * 1024;
     /// The default reconnect buffer, in bytes (as the Go client's).
     pub const DEFAULT_RECONNECT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
-    /// Reads the `MICRO_BROKER_*` variables listed in this module; unset
-    /// variables keep their defaults.
+    /// Reads the connection from `MICRO_BROKER_NATS_*` / `MICRO_NATS_*`
+    /// (see [`micro_connect`]) and the `MICRO_BROKER_*` variables listed in
+    /// this module; unset variables keep their defaults.
     pub fn from_env() -> Result<NatsConfig> {
         NatsConfig::from_lookup(|name| std::env::var(name).ok())
     }
@@ -94,21 +76,12 @@ impl NatsConfig {
                 .map(|value| value.trim().to_owned())
                 .filter(|value| !value.is_empty())
         };
-        let mut config = NatsConfig::default();
-        if let Some(servers) = get(ADDRESS_ENV) {
-            config.servers = split_list(&servers);
-        }
-        config.auth = NatsAuth {
-            token: get(TOKEN_ENV),
-            user: get(USER_ENV),
-            password: get(PASSWORD_ENV),
-            credentials_file: get(CREDENTIALS_ENV).map(PathBuf::from),
-        };
-        config.tls = NatsTls {
-            required: get(TLS_CA_ENV).is_some() || get(TLS_CERT_ENV).is_some(),
-            ca_file: get(TLS_CA_ENV).map(PathBuf::from),
-            cert_file: get(TLS_CERT_ENV).map(PathBuf::from),
-            key_file: get(TLS_KEY_ENV).map(PathBuf::from),
+        let mut config = NatsConfig {
+            connection: NatsConnection::from_lookup(
+                Some(micro_connect::Block::Broker),
+                &micro_connect::Lookup::from_fn(&lookup),
+            )?,
+            ..NatsConfig::default()
         };
         if let Some(bytes) = get(RECONNECT_BUFFER_ENV) {
             config.reconnect_buffer_bytes = bytes.parse().map_err(|err| {
@@ -148,11 +121,7 @@ impl NatsConfig {
 impl Default for NatsConfig {
     fn default() -> NatsConfig {
         NatsConfig {
-            servers: vec![NatsConfig::DEFAULT_SERVER.to_owned()],
-            name: None,
-            auth: NatsAuth::default(),
-            tls: NatsTls::default(),
-            connect_timeout: Duration::from_secs(5),
+            connection: NatsConnection::default(),
             max_reconnects: None,
             reconnect_buffer_messages: NatsConfig::DEFAULT_RECONNECT_BUFFER_MESSAGES,
             reconnect_buffer_bytes: NatsConfig::DEFAULT_RECONNECT_BUFFER_BYTES,
@@ -160,48 +129,6 @@ impl Default for NatsConfig {
             jetstream: None,
         }
     }
-}
-
-/// Credentials; at most one of token, user/password and credentials file.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct NatsAuth {
-    /// A token (`authorization { token: ... }` on the server).
-    pub token: Option<String>,
-    /// A user name, with `password`.
-    pub user: Option<String>,
-    /// The password of `user`.
-    pub password: Option<String>,
-    /// A `.creds` file holding a user JWT and its nkey seed.
-    pub credentials_file: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for NatsAuth {
-    /// Says which credentials are set without printing them.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsAuth")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("credentials_file", &self.credentials_file)
-            .finish()
-    }
-}
-
-/// TLS settings. The connection uses rustls with the ring provider.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct NatsTls {
-    /// Refuse to connect without TLS (also implied by a `tls://` URL).
-    pub required: bool,
-    /// Extra root certificates (PEM) to trust, for a private CA.
-    pub ca_file: Option<PathBuf>,
-    /// A client certificate (PEM) for mutual TLS, with `key_file`.
-    pub cert_file: Option<PathBuf>,
-    /// The private key (PEM) of `cert_file`.
-    pub key_file: Option<PathBuf>,
 }
 
 /// How topics map onto JetStream streams.
@@ -327,14 +254,17 @@ mod tests {
     fn environment_overrides_defaults() {
         let config = NatsConfig::from_lookup(lookup(&[
             (ADDRESS_ENV, "nats://a:4222, nats://b:4222"),
-            (TOKEN_ENV, "s3cret"),
+            ("MICRO_NATS_TOKEN", "s3cret"),
             (JETSTREAM_ENV, "true"),
             (ACK_WAIT_ENV, "2s"),
             (RECONNECT_BUFFER_ENV, "1024"),
         ]))
         .unwrap();
-        assert_eq!(config.servers, ["nats://a:4222", "nats://b:4222"]);
-        assert_eq!(config.auth.token.as_deref(), Some("s3cret"));
+        assert_eq!(
+            config.connection.servers,
+            ["nats://a:4222", "nats://b:4222"]
+        );
+        assert_eq!(config.connection.auth.token.as_deref(), Some("s3cret"));
         assert_eq!(config.reconnect_buffer_bytes, 1024);
         let jetstream = config.jetstream.unwrap();
         assert_eq!(jetstream.ack_wait, Duration::from_secs(2));
@@ -381,10 +311,10 @@ mod tests {
     #[test]
     fn deserializes_with_defaults_and_human_durations() {
         let config: NatsConfig = serde_json::from_str(
-            r#"{"servers": ["nats://x:1"], "jetstream": {"ack_wait": "1m 30s", "storage": "memory"}}"#,
+            r#"{"connection": {"servers": ["nats://x:1"]}, "jetstream": {"ack_wait": "1m 30s", "storage": "memory"}}"#,
         )
         .unwrap();
-        assert_eq!(config.servers, ["nats://x:1"]);
+        assert_eq!(config.connection.servers, ["nats://x:1"]);
         let jetstream = config.jetstream.unwrap();
         assert_eq!(jetstream.ack_wait, Duration::from_secs(90));
         assert_eq!(jetstream.storage, Storage::Memory);
@@ -395,14 +325,5 @@ mod tests {
         let round_trip: NatsConfig =
             serde_json::from_str(&serde_json::to_string(&NatsConfig::default()).unwrap()).unwrap();
         assert_eq!(round_trip, NatsConfig::default());
-    }
-
-    #[test]
-    fn credentials_are_not_printed() {
-        let auth = NatsAuth {
-            token: Some("s3cret".to_owned()),
-            ..NatsAuth::default()
-        };
-        assert!(!format!("{auth:?}").contains("s3cret"));
     }
 }

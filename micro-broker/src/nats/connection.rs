@@ -6,9 +6,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use async_nats::{
-    Client, ConnectErrorKind, ConnectOptions, Event, ServerAddr, connection::State, jetstream,
-};
+use async_nats::{Client, ConnectOptions, Event, connection::State, jetstream};
 
 use super::config::NatsConfig;
 use crate::{Error, Result};
@@ -38,7 +36,6 @@ struct OutageBuffer {
 
 impl Connection {
     pub(super) async fn open(config: &NatsConfig) -> Result<Connection> {
-        let servers = parse_servers(&config.servers)?;
         let outage = Arc::new(OutageBuffer {
             messages: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -46,20 +43,7 @@ impl Connection {
             max_bytes: config.reconnect_buffer_bytes,
         });
         let options = connect_options(config, Arc::clone(&outage)).await?;
-        let client = options.connect(servers).await.map_err(|err| {
-            let kind = match err.kind() {
-                ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
-                    crate::ErrorKind::PermissionDenied
-                }
-                ConnectErrorKind::TimedOut => crate::ErrorKind::Timeout,
-                _ => crate::ErrorKind::Unavailable,
-            };
-            Error::new(
-                kind,
-                format!("cannot connect to NATS at {}", config.servers.join(", ")),
-            )
-            .with_source(err)
-        })?;
+        let client = config.connection.connect_with(options).await?;
         let jetstream = config.jetstream.as_ref().map(|settings| {
             let mut context = jetstream::new(client.clone());
             context.set_timeout(settings.publish_timeout);
@@ -95,63 +79,10 @@ impl Connection {
     }
 }
 
-fn parse_servers(servers: &[String]) -> Result<Vec<ServerAddr>> {
-    if servers.is_empty() {
-        return Err(Error::invalid_argument("no NATS server URL given"));
-    }
-    servers
-        .iter()
-        .map(|url| {
-            url.parse::<ServerAddr>().map_err(|err| {
-                Error::invalid_argument(format!("`{url}` is not a NATS server URL"))
-                    .with_source(err)
-            })
-        })
-        .collect()
-}
-
+/// The shared connection settings (credentials, TLS, timeout) plus what
+/// the broker needs of its own connection.
 async fn connect_options(config: &NatsConfig, outage: Arc<OutageBuffer>) -> Result<ConnectOptions> {
-    let auth = &config.auth;
-    let methods = [
-        auth.token.is_some(),
-        auth.user.is_some() || auth.password.is_some(),
-        auth.credentials_file.is_some(),
-    ];
-    if methods.iter().filter(|set| **set).count() > 1 {
-        return Err(Error::invalid_argument(
-            "NATS credentials: give one of a token, a user and password, or a credentials file",
-        ));
-    }
-    let mut options = match &auth.credentials_file {
-        Some(path) => ConnectOptions::with_credentials_file(path)
-            .await
-            .map_err(|err| {
-                Error::invalid_argument(format!(
-                    "cannot read the NATS credentials file {}",
-                    path.display()
-                ))
-                .with_source(err)
-            })?,
-        None => ConnectOptions::new(),
-    };
-    if let Some(token) = &auth.token {
-        options = options.token(token.clone());
-    }
-    match (&auth.user, &auth.password) {
-        (Some(user), Some(password)) => {
-            options = options.user_and_password(user.clone(), password.clone());
-        }
-        (None, None) => {}
-        _ => {
-            return Err(Error::invalid_argument(
-                "NATS credentials: a user needs a password and a password a user",
-            ));
-        }
-    }
-    options = tls_options(config, options)?;
-    if let Some(name) = &config.name {
-        options = options.name(name);
-    }
+    let mut options = config.connection.options().await?;
     // Why the command queue is sized from the buffer: while disconnected the
     // client keeps commands in it, and a full queue would make `publish`
     // wait instead of failing with a clear error.
@@ -159,7 +90,6 @@ async fn connect_options(config: &NatsConfig, outage: Arc<OutageBuffer>) -> Resu
     // client need not check each subject again.
     options = options
         .skip_subject_validation(true)
-        .connection_timeout(config.connect_timeout)
         .max_reconnects(config.max_reconnects)
         .client_capacity(
             config
@@ -184,36 +114,5 @@ async fn connect_options(config: &NatsConfig, outage: Arc<OutageBuffer>) -> Resu
                 }
             }
         });
-    Ok(options)
-}
-
-fn tls_options(config: &NatsConfig, mut options: ConnectOptions) -> Result<ConnectOptions> {
-    let tls = &config.tls;
-    let wants_tls = tls.required
-        || tls.ca_file.is_some()
-        || tls.cert_file.is_some()
-        || config.servers.iter().any(|url| url.starts_with("tls://"));
-    if !wants_tls {
-        return Ok(options);
-    }
-    // micro uses rustls with ring only; installing it as the process default
-    // keeps rustls from refusing to choose when another crate compiled in a
-    // second provider. Someone else having installed one first is fine.
-    let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
-    options = options.require_tls(true);
-    if let Some(ca) = &tls.ca_file {
-        options = options.add_root_certificates(ca.clone());
-    }
-    match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-        (None, None) => {}
-        _ => {
-            return Err(Error::invalid_argument(
-                "NATS TLS: a client certificate needs its key and a key its certificate",
-            ));
-        }
-    }
     Ok(options)
 }

@@ -117,9 +117,8 @@ use futures::{
 use tokio::sync::OnceCell;
 
 pub use self::config::{
-    ACK_WAIT_ENV, ADDRESS_ENV, CREDENTIALS_ENV, JETSTREAM_ENV, JetStreamConfig, NatsAuth,
-    NatsConfig, NatsTls, PASSWORD_ENV, RECONNECT_BUFFER_ENV, STREAM_ENV, STREAM_SUBJECTS_ENV,
-    Storage, StreamLayout, TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV, TOKEN_ENV, USER_ENV,
+    ACK_WAIT_ENV, ADDRESS_ENV, JETSTREAM_ENV, JetStreamConfig, NatsConfig, NatsConnection,
+    RECONNECT_BUFFER_ENV, STREAM_ENV, STREAM_SUBJECTS_ENV, Storage, StreamLayout,
 };
 use self::{connection::Connection, jetstream::JetStream};
 use crate::{
@@ -337,7 +336,7 @@ impl Broker for NatsBroker {
                     &connection.client,
                     topic,
                     options.queue.as_deref(),
-                    self.shared.config.connect_timeout,
+                    self.shared.config.connection.connect_timeout,
                 )
                 .await
             }
@@ -358,37 +357,14 @@ pub struct NatsBrokerBuilder {
 impl NatsBrokerBuilder {
     /// The server URLs to connect to (replacing the default).
     pub fn servers<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
-        self.config.servers = urls.into_iter().map(Into::into).collect();
+        self.config.connection.servers = urls.into_iter().map(Into::into).collect();
         self
     }
 
-    /// Authenticates with a token.
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.config.auth.token = Some(token.into());
-        self
-    }
-
-    /// Authenticates with a user name and password.
-    pub fn user_and_password(
-        mut self,
-        user: impl Into<String>,
-        password: impl Into<String>,
-    ) -> Self {
-        self.config.auth.user = Some(user.into());
-        self.config.auth.password = Some(password.into());
-        self
-    }
-
-    /// Authenticates with a `.creds` file.
-    pub fn credentials_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.config.auth.credentials_file = Some(path.into());
-        self
-    }
-
-    /// Requires TLS, trusting the roots in `ca_file` (PEM) besides the system's.
-    pub fn tls_root_certificates(mut self, ca_file: impl Into<std::path::PathBuf>) -> Self {
-        self.config.tls.required = true;
-        self.config.tls.ca_file = Some(ca_file.into());
+    /// Where to connect and how to authenticate: the connection settings
+    /// every NATS backend shares ([`micro_connect::nats::NatsConfig`]).
+    pub fn connection(mut self, connection: NatsConnection) -> Self {
+        self.config.connection = connection;
         self
     }
 

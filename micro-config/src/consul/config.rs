@@ -5,12 +5,11 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 #[non_exhaustive]
 pub struct ConsulSourceConfig {
-    /// The Consul agent's HTTP address (`http://127.0.0.1:8500`).
-    pub address: String,
+    /// The agent's address and the ACL token (sent as `X-Consul-Token`):
+    /// the settings every Consul backend shares.
+    pub connection: micro_connect::consul::ConsulConfig,
     /// The keys read: everything under this prefix, `/` separating sections.
     pub prefix: String,
-    /// An ACL token, sent as `X-Consul-Token`.
-    pub token: Option<String>,
     /// How long one blocking query may wait for a change, in seconds.
     pub wait_secs: u64,
 }
@@ -18,35 +17,28 @@ pub struct ConsulSourceConfig {
 impl Default for ConsulSourceConfig {
     fn default() -> ConsulSourceConfig {
         ConsulSourceConfig {
-            address: "http://127.0.0.1:8500".to_owned(),
+            connection: micro_connect::consul::ConsulConfig::default(),
             prefix: "micro/config/".to_owned(),
-            token: None,
             wait_secs: 30,
         }
     }
 }
 
 impl ConsulSourceConfig {
-    /// The defaults, overridden by `MICRO_CONFIG_CONSUL_ADDRESS` (else
-    /// Consul's own `CONSUL_HTTP_ADDR`), `MICRO_CONFIG_CONSUL_PREFIX` and
-    /// `CONSUL_HTTP_TOKEN`.
-    pub fn from_env() -> ConsulSourceConfig {
-        let mut config = ConsulSourceConfig::default();
-        if let Ok(address) = std::env::var("MICRO_CONFIG_CONSUL_ADDRESS")
-            .or_else(|_| std::env::var("CONSUL_HTTP_ADDR"))
-        {
-            config.address = if address.contains("://") {
-                address
-            } else {
-                format!("http://{address}")
-            };
-        }
-        if let Ok(prefix) = std::env::var("MICRO_CONFIG_CONSUL_PREFIX") {
+    /// The defaults, overridden by `MICRO_CONFIG_CONSUL_PREFIX` and the
+    /// connection variables `MICRO_CONFIG_CONSUL_*` / `MICRO_CONSUL_*`, then
+    /// Consul's own `CONSUL_HTTP_ADDR` and `CONSUL_HTTP_TOKEN` (see
+    /// [`micro_connect`]).
+    pub fn from_env() -> crate::Result<ConsulSourceConfig> {
+        let mut config = ConsulSourceConfig {
+            connection: micro_connect::consul::ConsulConfig::from_env(Some(
+                micro_connect::Block::Config,
+            ))?,
+            ..ConsulSourceConfig::default()
+        };
+        if let Some(prefix) = micro_core::env::var("MICRO_CONFIG_CONSUL_PREFIX")? {
             config.prefix = prefix;
         }
-        if let Ok(token) = std::env::var("CONSUL_HTTP_TOKEN") {
-            config.token = Some(token);
-        }
-        config
+        Ok(config)
     }
 }

@@ -41,7 +41,6 @@ pub struct ConsulSource {
     http: reqwest::Client,
     address: String,
     prefix: String,
-    token: Option<String>,
     wait: Duration,
 }
 
@@ -64,23 +63,19 @@ impl ConsulSource {
     /// A source with the settings of `config`. Nothing is contacted until
     /// the first load.
     pub fn new(config: ConsulSourceConfig) -> Result<ConsulSource> {
-        // reqwest is built without a default TLS provider; micro uses ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder().build().map_err(|err| {
-            Error::internal(format!("cannot build an HTTP client: {err}")).with_source(err)
-        })?;
+        // Sends the ACL token with every request (rustls with ring).
+        let http = config.connection.http_client()?;
         Ok(ConsulSource {
             http,
-            address: config.address.trim_end_matches('/').to_owned(),
+            address: config.connection.base_url().to_owned(),
             prefix: normalize_prefix(config.prefix.trim_start_matches('/'), '/'),
-            token: config.token,
             wait: Duration::from_secs(config.wait_secs.max(1)),
         })
     }
 
     /// A source with [`ConsulSourceConfig::from_env`].
     pub fn from_env() -> Result<ConsulSource> {
-        ConsulSource::new(ConsulSourceConfig::from_env())
+        ConsulSource::new(ConsulSourceConfig::from_env()?)
     }
 
     /// The key prefix read.
@@ -107,10 +102,6 @@ impl ConsulSource {
                 .get(format!("{url}?recurse"))
                 .timeout(Duration::from_secs(10)),
         };
-        let mut request = request;
-        if let Some(token) = &self.token {
-            request = request.header("X-Consul-Token", token);
-        }
         let response = request.send().await.map_err(|err| {
             let kind = if err.is_timeout() {
                 ErrorKind::Timeout
@@ -279,7 +270,17 @@ pub struct ConsulSourceBuilder {
 impl ConsulSourceBuilder {
     /// The agent's HTTP address (default `http://127.0.0.1:8500`).
     pub fn address(mut self, address: impl Into<String>) -> ConsulSourceBuilder {
-        self.config.address = address.into();
+        self.config.connection.address = address.into();
+        self
+    }
+
+    /// The agent's address and ACL token: the settings every Consul
+    /// backend shares.
+    pub fn connection(
+        mut self,
+        connection: micro_connect::consul::ConsulConfig,
+    ) -> ConsulSourceBuilder {
+        self.config.connection = connection;
         self
     }
 
@@ -291,7 +292,7 @@ impl ConsulSourceBuilder {
 
     /// An ACL token.
     pub fn token(mut self, token: impl Into<String>) -> ConsulSourceBuilder {
-        self.config.token = Some(token.into());
+        self.config.connection.token = Some(token.into());
         self
     }
 

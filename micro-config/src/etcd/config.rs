@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 /// The settings of an [`EtcdSource`](super::EtcdSource).
@@ -7,42 +5,37 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 #[non_exhaustive]
 pub struct EtcdSourceConfig {
-    /// etcd client URLs (`http://127.0.0.1:2379`).
-    pub endpoints: Vec<String>,
+    /// Where etcd is and how to authenticate (endpoints, user, TLS, connect
+    /// timeout): the settings every etcd backend shares.
+    pub connection: micro_connect::etcd::EtcdConfig,
     /// The keys read: everything under this prefix, `/` separating sections
     /// (`micro/config/greeter/db/host` is `db.host`).
     pub prefix: String,
-    /// How long to wait for a connection (default `5s`).
-    #[serde(with = "micro_core::duration::serde")]
-    pub connect_timeout: Duration,
 }
 
 impl Default for EtcdSourceConfig {
     fn default() -> EtcdSourceConfig {
         EtcdSourceConfig {
-            endpoints: vec!["http://127.0.0.1:2379".to_owned()],
+            connection: micro_connect::etcd::EtcdConfig::default(),
             prefix: "micro/config/".to_owned(),
-            connect_timeout: Duration::from_secs(5),
         }
     }
 }
 
 impl EtcdSourceConfig {
-    /// The defaults, overridden by `MICRO_CONFIG_ETCD_ENDPOINTS`
-    /// (comma-separated) and `MICRO_CONFIG_ETCD_PREFIX`.
-    pub fn from_env() -> EtcdSourceConfig {
-        let mut config = EtcdSourceConfig::default();
-        if let Ok(endpoints) = std::env::var("MICRO_CONFIG_ETCD_ENDPOINTS") {
-            config.endpoints = endpoints
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Ok(prefix) = std::env::var("MICRO_CONFIG_ETCD_PREFIX") {
+    /// The defaults, overridden by `MICRO_CONFIG_ETCD_PREFIX` and the
+    /// connection variables `MICRO_CONFIG_ETCD_*` / `MICRO_ETCD_*` (see
+    /// [`micro_connect`]).
+    pub fn from_env() -> crate::Result<EtcdSourceConfig> {
+        let mut config = EtcdSourceConfig {
+            connection: micro_connect::etcd::EtcdConfig::from_env(Some(
+                micro_connect::Block::Config,
+            ))?,
+            ..EtcdSourceConfig::default()
+        };
+        if let Some(prefix) = micro_core::env::var("MICRO_CONFIG_ETCD_PREFIX")? {
             config.prefix = prefix;
         }
-        config
+        Ok(config)
     }
 }

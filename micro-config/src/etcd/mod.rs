@@ -14,7 +14,7 @@ mod config;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -43,25 +43,23 @@ impl EtcdSource {
 
     /// Connects with the settings of `config`.
     pub async fn connect(config: EtcdSourceConfig) -> Result<EtcdSource> {
-        let options = ConnectOptions::new().with_connect_timeout(config.connect_timeout);
-        let client = Client::connect(&config.endpoints, Some(options))
-            .await
-            .map_err(|err| {
-                etcd_error(
-                    format!("cannot connect to etcd at {}", config.endpoints.join(",")),
-                    err,
-                )
-            })?;
-        Ok(EtcdSource {
+        let client = config.connection.connect().await?;
+        Ok(EtcdSource::with_client(client, config))
+    }
+
+    /// Uses an existing etcd client (shared with other etcd backends of the
+    /// process); `config.connection` names the endpoints in messages only.
+    pub fn with_client(client: Client, config: EtcdSourceConfig) -> EtcdSource {
+        EtcdSource {
             client,
             prefix: normalize_prefix(&config.prefix, '/'),
-            endpoints: config.endpoints,
-        })
+            endpoints: config.connection.endpoints,
+        }
     }
 
     /// Connects with [`EtcdSourceConfig::from_env`].
     pub async fn from_env() -> Result<EtcdSource> {
-        EtcdSource::connect(EtcdSourceConfig::from_env()).await
+        EtcdSource::connect(EtcdSourceConfig::from_env()?).await
     }
 
     /// The key prefix read.
@@ -241,7 +239,14 @@ impl EtcdSourceBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self.config.connection.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Where to connect and how to authenticate: the settings every etcd
+    /// backend shares.
+    pub fn connection(mut self, connection: micro_connect::etcd::EtcdConfig) -> EtcdSourceBuilder {
+        self.config.connection = connection;
         self
     }
 
@@ -253,7 +258,7 @@ impl EtcdSourceBuilder {
 
     /// How long to wait for a connection (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> EtcdSourceBuilder {
-        self.config.connect_timeout = timeout;
+        self.config.connection.connect_timeout = timeout;
         self
     }
 

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 #[non_exhaustive]
 pub struct NatsSourceConfig {
-    /// The NATS server URL (`nats://127.0.0.1:4222`).
-    pub url: String,
+    /// Where the servers are and how to authenticate (servers, credentials,
+    /// TLS, connect timeout): the settings every NATS backend shares.
+    pub connection: micro_connect::nats::NatsConfig,
     /// The JetStream key/value bucket holding the settings.
     pub bucket: String,
     /// Only keys starting with this (`greeter.`); empty for the whole bucket.
@@ -18,7 +19,7 @@ pub struct NatsSourceConfig {
 impl Default for NatsSourceConfig {
     fn default() -> NatsSourceConfig {
         NatsSourceConfig {
-            url: "nats://127.0.0.1:4222".to_owned(),
+            connection: micro_connect::nats::NatsConfig::default(),
             bucket: "micro-config".to_owned(),
             prefix: String::new(),
             create_bucket: true,
@@ -27,19 +28,22 @@ impl Default for NatsSourceConfig {
 }
 
 impl NatsSourceConfig {
-    /// The defaults, overridden by `MICRO_CONFIG_NATS_URL`,
-    /// `MICRO_CONFIG_NATS_BUCKET` and `MICRO_CONFIG_NATS_PREFIX`.
-    pub fn from_env() -> NatsSourceConfig {
-        let mut config = NatsSourceConfig::default();
-        if let Ok(url) = std::env::var("MICRO_CONFIG_NATS_URL") {
-            config.url = url;
-        }
-        if let Ok(bucket) = std::env::var("MICRO_CONFIG_NATS_BUCKET") {
+    /// The defaults, overridden by `MICRO_CONFIG_NATS_BUCKET`,
+    /// `MICRO_CONFIG_NATS_PREFIX` and the connection variables
+    /// `MICRO_CONFIG_NATS_*` / `MICRO_NATS_*` (see [`micro_connect`]).
+    pub fn from_env() -> crate::Result<NatsSourceConfig> {
+        let mut config = NatsSourceConfig {
+            connection: micro_connect::nats::NatsConfig::from_env(Some(
+                micro_connect::Block::Config,
+            ))?,
+            ..NatsSourceConfig::default()
+        };
+        if let Some(bucket) = micro_core::env::var("MICRO_CONFIG_NATS_BUCKET")? {
             config.bucket = bucket;
         }
-        if let Ok(prefix) = std::env::var("MICRO_CONFIG_NATS_PREFIX") {
+        if let Some(prefix) = micro_core::env::var("MICRO_CONFIG_NATS_PREFIX")? {
             config.prefix = prefix;
         }
-        config
+        Ok(config)
     }
 }

@@ -45,13 +45,12 @@ impl NatsSource {
 
     /// Connects with the settings of `config`.
     pub async fn connect(config: NatsSourceConfig) -> Result<NatsSource> {
-        let client = async_nats::connect(config.url.as_str())
-            .await
-            .map_err(|err| nats_error(format!("cannot connect to NATS at {}", config.url), err))?;
+        let client = config.connection.connect().await?;
         NatsSource::with_client(client, config).await
     }
 
-    /// Uses an existing NATS connection; `config.url` is ignored.
+    /// Uses an existing NATS connection (shared with other NATS backends of
+    /// the process); `config.connection` is ignored.
     pub async fn with_client(
         client: async_nats::Client,
         config: NatsSourceConfig,
@@ -92,7 +91,7 @@ impl NatsSource {
 
     /// Connects with [`NatsSourceConfig::from_env`].
     pub async fn from_env() -> Result<NatsSource> {
-        NatsSource::connect(NatsSourceConfig::from_env()).await
+        NatsSource::connect(NatsSourceConfig::from_env()?).await
     }
 
     /// The bucket's store, for writing settings.
@@ -249,7 +248,14 @@ pub struct NatsSourceBuilder {
 impl NatsSourceBuilder {
     /// The NATS server URL (default `nats://127.0.0.1:4222`).
     pub fn url(mut self, url: impl Into<String>) -> NatsSourceBuilder {
-        self.config.url = url.into();
+        self.config.connection.servers = vec![url.into()];
+        self
+    }
+
+    /// Where to connect and how to authenticate: the settings every NATS
+    /// backend shares.
+    pub fn connection(mut self, connection: micro_connect::nats::NatsConfig) -> NatsSourceBuilder {
+        self.config.connection = connection;
         self
     }
 

@@ -86,10 +86,8 @@ pub(super) async fn pass(inner: &Inner, check: &str) -> Result<()> {
 /// Sends an agent request under the request timeout; a non-2xx answer is an
 /// error of the kind its status maps to (404 is `NotFound`).
 async fn send(inner: &Inner, what: &str, request: reqwest::RequestBuilder) -> Result<()> {
-    let mut request = request.timeout(inner.config.request_timeout);
-    if let Some(token) = &inner.config.token {
-        request = request.header("X-Consul-Token", token);
-    }
+    // The client sends the ACL token with every request.
+    let request = request.timeout(inner.config.request_timeout);
     let response = request.send().await.map_err(|err| {
         let kind = if err.is_timeout() {
             ErrorKind::Timeout
@@ -117,10 +115,7 @@ pub(super) async fn checks_index(inner: &Inner, index: u64) -> Result<u64> {
         "{}/v1/health/state/any?index={index}&wait={wait}s",
         inner.config.base()
     );
-    let mut request = inner.http.get(url).timeout(inner.blocking_timeout());
-    if let Some(token) = &inner.config.token {
-        request = request.header("X-Consul-Token", token);
-    }
+    let request = inner.http.get(url).timeout(inner.blocking_timeout());
     let what = "watching Consul health checks";
     let response = request
         .send()

@@ -9,17 +9,17 @@ use crate::{Error, Result};
 /// ```
 /// use micro_registry::consul::ConsulConfig;
 ///
-/// let config: ConsulConfig = serde_json::from_str(r#"{"address": "http://10.0.0.5:8500"}"#).unwrap();
+/// let config: ConsulConfig =
+///     serde_json::from_str(r#"{"connection": {"address": "http://10.0.0.5:8500"}}"#).unwrap();
 /// assert_eq!(config.deregister_critical_after.as_secs(), 60);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct ConsulConfig {
-    /// The local Consul agent's HTTP address. Default: `http://127.0.0.1:8500`.
-    pub address: String,
-    /// ACL token sent as `X-Consul-Token`, if any.
-    pub token: Option<String>,
+    /// The local agent's address and the ACL token (sent as
+    /// `X-Consul-Token`): the settings every Consul backend shares.
+    pub connection: micro_connect::consul::ConsulConfig,
     /// How long one ordinary request may take before it fails with `Timeout`.
     /// Default: 5 seconds.
     #[serde(with = "micro_core::duration::serde")]
@@ -41,41 +41,31 @@ pub struct ConsulConfig {
 
 impl ConsulConfig {
     /// The default agent address.
-    pub const DEFAULT_ADDRESS: &'static str = "http://127.0.0.1:8500";
+    pub const DEFAULT_ADDRESS: &'static str = micro_connect::consul::ConsulConfig::DEFAULT_ADDRESS;
 
-    /// Defaults, overridden by `MICRO_REGISTRY_ADDRESS` (the agent's address;
-    /// `http://` is added when no scheme is given) and `CONSUL_HTTP_TOKEN`.
+    /// Defaults, overridden by the connection variables
+    /// `MICRO_REGISTRY_CONSUL_*` / `MICRO_CONSUL_*` (with
+    /// `MICRO_REGISTRY_ADDRESS` as the address, `http://` added when no
+    /// scheme is given), see [`micro_connect`].
     pub fn from_env() -> Result<ConsulConfig> {
         ConsulConfig::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Like [`from_env`](ConsulConfig::from_env), reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ConsulConfig> {
-        let set = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
+        let config = ConsulConfig {
+            connection: micro_connect::consul::ConsulConfig::from_lookup(
+                Some(micro_connect::Block::Registry),
+                &micro_connect::Lookup::from_fn(&lookup),
+            )?,
+            ..ConsulConfig::default()
         };
-        let mut config = ConsulConfig::default();
-        if let Some(address) = set("MICRO_REGISTRY_ADDRESS") {
-            config.address = if address.contains("://") {
-                address
-            } else {
-                format!("http://{address}")
-            };
-        }
-        config.token = set("CONSUL_HTTP_TOKEN");
         config.validate()?;
         Ok(config)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(self.address.starts_with("http://") || self.address.starts_with("https://")) {
-            return Err(Error::invalid_argument(format!(
-                "consul registry: address {:?} must start with http:// or https://",
-                self.address
-            )));
-        }
+        self.connection.validate()?;
         if self.request_timeout.is_zero() || self.watch_wait < Duration::from_secs(1) {
             return Err(Error::invalid_argument(
                 "consul registry: request_timeout must be above zero and watch_wait at least a second",
@@ -86,15 +76,14 @@ impl ConsulConfig {
 
     /// The address without a trailing slash.
     pub(crate) fn base(&self) -> &str {
-        self.address.trim_end_matches('/')
+        self.connection.base_url()
     }
 }
 
 impl Default for ConsulConfig {
     fn default() -> ConsulConfig {
         ConsulConfig {
-            address: ConsulConfig::DEFAULT_ADDRESS.to_owned(),
-            token: None,
+            connection: micro_connect::consul::ConsulConfig::default(),
             request_timeout: Duration::from_secs(5),
             watch_wait: Duration::from_secs(30),
             deregister_critical_after: Duration::from_secs(60),
@@ -114,7 +103,7 @@ mod tests {
     fn environment_overrides_defaults() {
         let vars = HashMap::from([("MICRO_REGISTRY_ADDRESS", "127.0.0.1:8501")]);
         let config = ConsulConfig::from_lookup(|n| vars.get(n).map(|v| (*v).to_owned())).unwrap();
-        assert_eq!(config.address, "http://127.0.0.1:8501");
+        assert_eq!(config.connection.address, "http://127.0.0.1:8501");
         assert_eq!(
             ConsulConfig::from_lookup(|_| None).unwrap(),
             ConsulConfig::default()
@@ -123,10 +112,8 @@ mod tests {
 
     #[test]
     fn bad_settings_are_invalid_arguments() {
-        let config = ConsulConfig {
-            address: "ftp://x".to_owned(),
-            ..ConsulConfig::default()
-        };
+        let mut config = ConsulConfig::default();
+        config.connection.address = "ftp://x".to_owned();
         assert_eq!(
             config.validate().unwrap_err().kind(),
             ErrorKind::InvalidArgument

@@ -131,15 +131,11 @@ impl ConsulRegistry {
     /// A registry with these settings. Talks to the agent on first use.
     pub fn from_config(config: ConsulConfig) -> Result<ConsulRegistry> {
         config.validate()?;
-        // reqwest and rs-consul use rustls; micro uses the ring provider only.
-        // An error means a provider is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder().build().map_err(|err| {
-            Error::internal("cannot build the Consul HTTP client").with_source(err)
-        })?;
+        // Sends the ACL token with every request (rustls with ring).
+        let http = config.connection.http_client()?;
         let consul = Consul::new(rs_consul::Config {
             address: config.base().to_owned(),
-            token: config.token.clone(),
+            token: config.connection.token.clone(),
             ..rs_consul::Config::default()
         });
         let (local, _) = broadcast::channel(LOCAL_CHANGES);
@@ -168,7 +164,7 @@ impl ConsulRegistry {
 impl fmt::Debug for ConsulRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConsulRegistry")
-            .field("address", &self.inner.config.address)
+            .field("address", &self.inner.config.connection.address)
             .field("registered", &self.inner.registered().len())
             .finish()
     }
@@ -402,15 +398,25 @@ impl ConsulRegistryBuilder {
         self
     }
 
-    /// Sets [`ConsulConfig::address`].
+    /// Sets the agent address of [`ConsulConfig::connection`].
     pub fn address(mut self, address: impl Into<String>) -> ConsulRegistryBuilder {
-        self.config.address = address.into();
+        self.config.connection.address = address.into();
         self
     }
 
-    /// Sets [`ConsulConfig::token`].
+    /// Sets the ACL token of [`ConsulConfig::connection`].
     pub fn token(mut self, token: impl Into<String>) -> ConsulRegistryBuilder {
-        self.config.token = Some(token.into());
+        self.config.connection.token = Some(token.into());
+        self
+    }
+
+    /// Sets [`ConsulConfig::connection`]: the agent's address and ACL
+    /// token, the settings every Consul backend shares.
+    pub fn connection(
+        mut self,
+        connection: micro_connect::consul::ConsulConfig,
+    ) -> ConsulRegistryBuilder {
+        self.config.connection = connection;
         self
     }
 

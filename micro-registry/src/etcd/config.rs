@@ -9,15 +9,17 @@ use crate::{Error, Result};
 /// ```
 /// use micro_registry::etcd::EtcdConfig;
 ///
-/// let config: EtcdConfig = serde_json::from_str(r#"{"endpoints": ["http://10.0.0.5:2379"]}"#).unwrap();
+/// let config: EtcdConfig =
+///     serde_json::from_str(r#"{"connection": {"endpoints": ["http://10.0.0.5:2379"]}}"#).unwrap();
 /// assert_eq!(config.prefix, "/micro/registry/");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct EtcdConfig {
-    /// The etcd members to talk to (`http://host:2379`). Default: `http://127.0.0.1:2379`.
-    pub endpoints: Vec<String>,
+    /// Where etcd is and how to authenticate (endpoints, user, TLS, connect
+    /// timeout): the settings every etcd backend shares.
+    pub connection: micro_connect::etcd::EtcdConfig,
     /// Every key this registry writes starts with it; registries with different
     /// prefixes do not see each other. Default: `/micro/registry/`.
     pub prefix: String,
@@ -29,21 +31,17 @@ pub struct EtcdConfig {
     /// unreachable. Default: 2 seconds.
     #[serde(with = "micro_core::duration::serde")]
     pub max_reconnect_backoff: Duration,
-    /// User name, if etcd has authentication on.
-    pub user: Option<String>,
-    /// Password for [`user`](EtcdConfig::user).
-    pub password: Option<String>,
 }
 
 impl EtcdConfig {
     /// The default endpoint.
-    pub const DEFAULT_ENDPOINT: &'static str = "http://127.0.0.1:2379";
+    pub const DEFAULT_ENDPOINT: &'static str = micro_connect::etcd::EtcdConfig::DEFAULT_ENDPOINT;
     /// The default key prefix.
     pub const DEFAULT_PREFIX: &'static str = "/micro/registry/";
 
-    /// Defaults, overridden by `MICRO_REGISTRY_ADDRESS` (comma-separated
-    /// endpoints), `MICRO_REGISTRY_PREFIX`, `MICRO_ETCD_USER` and
-    /// `MICRO_ETCD_PASSWORD`.
+    /// Defaults, overridden by `MICRO_REGISTRY_PREFIX` and the connection
+    /// variables `MICRO_REGISTRY_ETCD_*` / `MICRO_ETCD_*` (with
+    /// `MICRO_REGISTRY_ADDRESS` as the URL), see [`micro_connect`].
     pub fn from_env() -> Result<EtcdConfig> {
         EtcdConfig::from_lookup(|name| std::env::var(name).ok())
     }
@@ -55,36 +53,25 @@ impl EtcdConfig {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let mut config = EtcdConfig::default();
-        if let Some(address) = set("MICRO_REGISTRY_ADDRESS") {
-            config.endpoints = address
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
+        let mut config = EtcdConfig {
+            connection: micro_connect::etcd::EtcdConfig::from_lookup(
+                Some(micro_connect::Block::Registry),
+                &micro_connect::Lookup::from_fn(&lookup),
+            )?,
+            ..EtcdConfig::default()
+        };
         if let Some(prefix) = set("MICRO_REGISTRY_PREFIX") {
             config.prefix = prefix;
         }
-        config.user = set("MICRO_ETCD_USER");
-        config.password = set("MICRO_ETCD_PASSWORD");
         config.validate()?;
         Ok(config)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.endpoints.is_empty() {
-            return Err(Error::invalid_argument("etcd registry: no endpoints given"));
-        }
+        self.connection.validate()?;
         if self.request_timeout.is_zero() {
             return Err(Error::invalid_argument(
                 "etcd registry: request_timeout is zero",
-            ));
-        }
-        if self.user.is_some() != self.password.is_some() {
-            return Err(Error::invalid_argument(
-                "etcd registry: user and password go together",
             ));
         }
         Ok(())
@@ -94,12 +81,10 @@ impl EtcdConfig {
 impl Default for EtcdConfig {
     fn default() -> EtcdConfig {
         EtcdConfig {
-            endpoints: vec![EtcdConfig::DEFAULT_ENDPOINT.to_owned()],
+            connection: micro_connect::etcd::EtcdConfig::default(),
             prefix: EtcdConfig::DEFAULT_PREFIX.to_owned(),
             request_timeout: Duration::from_secs(5),
             max_reconnect_backoff: Duration::from_secs(2),
-            user: None,
-            password: None,
         }
     }
 }
@@ -118,7 +103,10 @@ mod tests {
             ("MICRO_REGISTRY_PREFIX", "/team/"),
         ]);
         let config = EtcdConfig::from_lookup(|n| vars.get(n).map(|v| (*v).to_owned())).unwrap();
-        assert_eq!(config.endpoints, ["http://a:2379", "http://b:2379"]);
+        assert_eq!(
+            config.connection.endpoints,
+            ["http://a:2379", "http://b:2379"]
+        );
         assert_eq!(config.prefix, "/team/");
         let empty = EtcdConfig::from_lookup(|_| None).unwrap();
         assert_eq!(empty, EtcdConfig::default());
@@ -129,10 +117,8 @@ mod tests {
         let vars = HashMap::from([("MICRO_ETCD_USER", "root")]);
         let err = EtcdConfig::from_lookup(|n| vars.get(n).map(|v| (*v).to_owned())).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-        let config = EtcdConfig {
-            endpoints: Vec::new(),
-            ..EtcdConfig::default()
-        };
+        let mut config = EtcdConfig::default();
+        config.connection.endpoints = Vec::new();
         assert_eq!(
             config.validate().unwrap_err().kind(),
             ErrorKind::InvalidArgument

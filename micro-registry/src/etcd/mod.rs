@@ -63,9 +63,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
-};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
 
 pub use self::config::EtcdConfig;
 use crate::{
@@ -130,7 +128,7 @@ impl EtcdRegistry {
 impl fmt::Debug for EtcdRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdRegistry")
-            .field("endpoints", &self.inner.config.endpoints)
+            .field("endpoints", &self.inner.config.connection.endpoints)
             .field("prefix", &self.inner.config.prefix)
             .field("leases", &self.inner.leases().len())
             .finish()
@@ -150,20 +148,15 @@ impl Inner {
             return Ok(client.clone());
         }
         let timeout = self.config.request_timeout;
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(timeout)
+        // Credentials, TLS and the connect timeout are the shared etcd settings.
+        let options = self
+            .config
+            .connection
+            .options()?
             // Notices a silently dead connection (a watch would otherwise wait forever).
             .with_keep_alive(timeout, timeout)
             .with_keep_alive_while_idle(true);
-        if let (Some(user), Some(password)) = (&self.config.user, &self.config.password) {
-            options = options.with_user(user.clone(), password.clone());
-        }
-        let client = self
-            .timed(
-                "connecting to etcd",
-                Client::connect(&self.config.endpoints, Some(options)),
-            )
-            .await?;
+        let client = self.config.connection.connect_with(options).await?;
         *slot = Some(client.clone());
         Ok(client)
     }
@@ -416,12 +409,22 @@ impl EtcdRegistryBuilder {
         self
     }
 
-    /// Sets [`EtcdConfig::endpoints`].
+    /// Sets the endpoints of [`EtcdConfig::connection`].
     pub fn endpoints<S: Into<String>>(
         mut self,
         endpoints: impl IntoIterator<Item = S>,
     ) -> EtcdRegistryBuilder {
-        self.config.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self.config.connection.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`EtcdConfig::connection`]: endpoints, credentials, TLS, the
+    /// settings every etcd backend shares.
+    pub fn connection(
+        mut self,
+        connection: micro_connect::etcd::EtcdConfig,
+    ) -> EtcdRegistryBuilder {
+        self.config.connection = connection;
         self
     }
 
@@ -437,14 +440,14 @@ impl EtcdRegistryBuilder {
         self
     }
 
-    /// Sets [`EtcdConfig::user`] and [`EtcdConfig::password`].
+    /// Sets the user and password of [`EtcdConfig::connection`].
     pub fn credentials(
         mut self,
         user: impl Into<String>,
         password: impl Into<String>,
     ) -> EtcdRegistryBuilder {
-        self.config.user = Some(user.into());
-        self.config.password = Some(password.into());
+        self.config.connection.user = Some(user.into());
+        self.config.connection.password = Some(password.into());
         self
     }
 

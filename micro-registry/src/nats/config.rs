@@ -9,15 +9,17 @@ use crate::{Error, Result};
 /// ```
 /// use micro_registry::nats::NatsConfig;
 ///
-/// let config: NatsConfig = serde_json::from_str(r#"{"servers": ["nats://10.0.0.5:4222"]}"#).unwrap();
+/// let config: NatsConfig =
+///     serde_json::from_str(r#"{"connection": {"servers": ["nats://10.0.0.5:4222"]}}"#).unwrap();
 /// assert_eq!(config.bucket, "micro_registry");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct NatsConfig {
-    /// The NATS servers to connect to (`nats://host:4222`). Default: `nats://127.0.0.1:4222`.
-    pub servers: Vec<String>,
+    /// Where the servers are and how to authenticate (servers, credentials,
+    /// TLS, connect timeout): the settings every NATS backend shares.
+    pub connection: micro_connect::nats::NatsConfig,
     /// The JetStream key/value bucket holding registrations, created on first
     /// use; registries on different buckets do not see each other. Letters,
     /// digits, `-` and `_`. Default: `micro_registry`.
@@ -37,23 +39,17 @@ pub struct NatsConfig {
     pub max_reconnect_backoff: Duration,
     /// Keep the bucket in memory instead of on disk (lost when the server restarts).
     pub memory_storage: bool,
-    /// User name, if the server wants one.
-    pub user: Option<String>,
-    /// Password for [`user`](NatsConfig::user).
-    pub password: Option<String>,
-    /// Authentication token, if the server wants one.
-    pub token: Option<String>,
 }
 
 impl NatsConfig {
     /// The default server.
-    pub const DEFAULT_SERVER: &'static str = "nats://127.0.0.1:4222";
+    pub const DEFAULT_SERVER: &'static str = micro_connect::nats::NatsConfig::DEFAULT_SERVER;
     /// The default bucket.
     pub const DEFAULT_BUCKET: &'static str = "micro_registry";
 
-    /// Defaults, overridden by `MICRO_REGISTRY_ADDRESS` (comma-separated
-    /// servers), `MICRO_REGISTRY_BUCKET`, `MICRO_NATS_USER`,
-    /// `MICRO_NATS_PASSWORD` and `MICRO_NATS_TOKEN`.
+    /// Defaults, overridden by `MICRO_REGISTRY_BUCKET` and the connection
+    /// variables `MICRO_REGISTRY_NATS_*` / `MICRO_NATS_*` (with
+    /// `MICRO_REGISTRY_ADDRESS` as the URL), see [`micro_connect`].
     pub fn from_env() -> Result<NatsConfig> {
         NatsConfig::from_lookup(|name| std::env::var(name).ok())
     }
@@ -65,29 +61,22 @@ impl NatsConfig {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let mut config = NatsConfig::default();
-        if let Some(address) = set("MICRO_REGISTRY_ADDRESS") {
-            config.servers = address
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
+        let mut config = NatsConfig {
+            connection: micro_connect::nats::NatsConfig::from_lookup(
+                Some(micro_connect::Block::Registry),
+                &micro_connect::Lookup::from_fn(&lookup),
+            )?,
+            ..NatsConfig::default()
+        };
         if let Some(bucket) = set("MICRO_REGISTRY_BUCKET") {
             config.bucket = bucket;
         }
-        config.user = set("MICRO_NATS_USER");
-        config.password = set("MICRO_NATS_PASSWORD");
-        config.token = set("MICRO_NATS_TOKEN");
         config.validate()?;
         Ok(config)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.servers.is_empty() {
-            return Err(Error::invalid_argument("nats registry: no servers given"));
-        }
+        self.connection.validate()?;
         let bucket_ok = !self.bucket.is_empty()
             && self
                 .bucket
@@ -104,11 +93,6 @@ impl NatsConfig {
                 "nats registry: request_timeout is zero",
             ));
         }
-        if self.user.is_some() != self.password.is_some() {
-            return Err(Error::invalid_argument(
-                "nats registry: user and password go together",
-            ));
-        }
         Ok(())
     }
 }
@@ -116,15 +100,12 @@ impl NatsConfig {
 impl Default for NatsConfig {
     fn default() -> NatsConfig {
         NatsConfig {
-            servers: vec![NatsConfig::DEFAULT_SERVER.to_owned()],
+            connection: micro_connect::nats::NatsConfig::default(),
             bucket: NatsConfig::DEFAULT_BUCKET.to_owned(),
             request_timeout: Duration::from_secs(5),
             marker_ttl: Duration::from_secs(15 * 60),
             max_reconnect_backoff: Duration::from_secs(2),
             memory_storage: false,
-            user: None,
-            password: None,
-            token: None,
         }
     }
 }
@@ -148,7 +129,10 @@ mod tests {
             ("MICRO_REGISTRY_BUCKET", "team_a"),
         ])
         .unwrap();
-        assert_eq!(config.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(
+            config.connection.servers,
+            ["nats://a:4222", "nats://b:4222"]
+        );
         assert_eq!(config.bucket, "team_a");
         assert_eq!(from(&[]).unwrap(), NatsConfig::default());
     }

@@ -54,7 +54,7 @@ mod watch;
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use async_nats::{
-    HeaderMap, ServerAddr,
+    HeaderMap,
     jetstream::{self, consumer, kv},
 };
 use async_trait::async_trait;
@@ -128,7 +128,7 @@ impl NatsRegistry {
 impl fmt::Debug for NatsRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsRegistry")
-            .field("servers", &self.inner.config.servers)
+            .field("servers", &self.inner.config.connection.servers)
             .field("bucket", &self.inner.config.bucket)
             .finish()
     }
@@ -148,37 +148,22 @@ impl Inner {
 
     async fn connect(&self) -> Result<Connection> {
         let config = &self.config;
-        let servers = config
-            .servers
-            .iter()
-            .map(|server| {
-                server.parse::<ServerAddr>().map_err(|err| {
-                    Error::invalid_argument(format!("nats registry: bad server address {server:?}"))
-                        .with_source(err)
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
         let connections = self.connections.clone();
-        let mut options = async_nats::ConnectOptions::new()
+        // Credentials, TLS and the connect timeout are the shared NATS settings.
+        let options = config
+            .connection
+            .options()
+            .await?
             .event_callback(move |event| {
                 if matches!(event, async_nats::Event::Connected) {
                     connections.send_modify(|count| *count += 1);
                 }
                 std::future::ready(())
             })
-            .connection_timeout(config.request_timeout)
             .request_timeout(Some(config.request_timeout))
             // Once connected, keep reconnecting for as long as the registry lives.
             .max_reconnects(None);
-        if let (Some(user), Some(password)) = (&config.user, &config.password) {
-            options = options.user_and_password(user.clone(), password.clone());
-        }
-        if let Some(token) = &config.token {
-            options = options.token(token.clone());
-        }
-        let client = self
-            .timed("connecting to NATS", options.connect(servers))
-            .await?;
+        let client = config.connection.connect_with(options).await?;
         let mut jetstream = jetstream::new(client);
         jetstream.set_timeout(config.request_timeout);
         let bucket = self.open_bucket(&jetstream).await?;
@@ -454,12 +439,22 @@ impl NatsRegistryBuilder {
         self
     }
 
-    /// Sets [`NatsConfig::servers`].
+    /// Sets the servers of [`NatsConfig::connection`].
     pub fn servers<S: Into<String>>(
         mut self,
         servers: impl IntoIterator<Item = S>,
     ) -> NatsRegistryBuilder {
-        self.config.servers = servers.into_iter().map(Into::into).collect();
+        self.config.connection.servers = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`NatsConfig::connection`]: servers, credentials, TLS, the
+    /// settings every NATS backend shares.
+    pub fn connection(
+        mut self,
+        connection: micro_connect::nats::NatsConfig,
+    ) -> NatsRegistryBuilder {
+        self.config.connection = connection;
         self
     }
 

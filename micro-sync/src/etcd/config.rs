@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ENV_ADDRESS, Error, Result};
+use crate::Result;
 
 /// Settings of an [`EtcdCoordinator`](super::EtcdCoordinator), with serde
 /// support so they can come from a configuration file. Every field has a default.
@@ -11,21 +11,19 @@ use crate::{ENV_ADDRESS, Error, Result};
 /// use micro_sync::etcd::EtcdConfig;
 ///
 /// let config: EtcdConfig =
-///     serde_json::from_str(r#"{ "endpoints": ["http://10.0.0.5:2379"] }"#).unwrap();
+///     serde_json::from_str(r#"{ "connection": { "endpoints": ["http://10.0.0.5:2379"] } }"#).unwrap();
 /// assert_eq!(config.prefix, "micro/sync/");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EtcdConfig {
-    /// The etcd endpoints to connect to. Default: `http://127.0.0.1:2379`.
-    pub endpoints: Vec<String>,
+    /// Where etcd is and how to authenticate (endpoints, user, TLS, connect
+    /// timeout): the settings every etcd backend shares.
+    pub connection: micro_connect::etcd::EtcdConfig,
     /// Prefix of every key this backend writes (`<prefix>lock/<name>/…`,
     /// `<prefix>election/<role>/…`). Default: `micro/sync/`.
     pub prefix: String,
-    /// How long connecting may take. Default: `5s`.
-    #[serde(with = "micro_core::duration::serde")]
-    pub connect_timeout: Duration,
     /// How long a lock acquisition with no wait (`LockOptions::wait` is
     /// `None`) may take when the lock looked free but another caller took it
     /// first. etcd's Lock call cannot fail fast on its own. Default: `2s`.
@@ -37,29 +35,27 @@ impl EtcdConfig {
     /// The variable with the key prefix.
     pub const ENV_PREFIX: &'static str = "MICRO_SYNC_ETCD_PREFIX";
 
-    /// The defaults, overridden by `MICRO_SYNC_ADDRESS` (comma-separated
-    /// endpoints; `http://` is added when no scheme is given) and
-    /// `MICRO_SYNC_ETCD_PREFIX`.
+    /// The defaults, overridden by `MICRO_SYNC_ETCD_PREFIX` and the
+    /// connection variables `MICRO_SYNC_ETCD_*` / `MICRO_ETCD_*` (with
+    /// `MICRO_SYNC_ADDRESS` as the URL; `http://` is added when no scheme
+    /// is given), see [`micro_connect`].
     pub fn from_env() -> Result<EtcdConfig> {
         EtcdConfig::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Like [`from_env`](EtcdConfig::from_env), reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<EtcdConfig> {
-        let mut config = EtcdConfig::default();
-        if let Some(address) = lookup(ENV_ADDRESS).filter(|value| !value.trim().is_empty()) {
-            config.endpoints = address
-                .split(',')
-                .map(str::trim)
-                .filter(|endpoint| !endpoint.is_empty())
-                .map(|endpoint| {
-                    if endpoint.contains("://") {
-                        endpoint.to_owned()
-                    } else {
-                        format!("http://{endpoint}")
-                    }
-                })
-                .collect();
+        let mut config = EtcdConfig {
+            connection: micro_connect::etcd::EtcdConfig::from_lookup(
+                Some(micro_connect::Block::Sync),
+                &micro_connect::Lookup::from_fn(&lookup),
+            )?,
+            ..EtcdConfig::default()
+        };
+        for endpoint in &mut config.connection.endpoints {
+            if !endpoint.contains("://") {
+                *endpoint = format!("http://{endpoint}");
+            }
         }
         if let Some(prefix) = lookup(EtcdConfig::ENV_PREFIX).filter(|value| !value.is_empty()) {
             config.prefix = prefix;
@@ -70,14 +66,7 @@ impl EtcdConfig {
 
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if self.endpoints.is_empty() {
-            return Err(Error::invalid_argument("etcd: no endpoints configured"));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn connect_timeout(&self) -> Duration {
-        self.connect_timeout.max(Duration::from_millis(1))
+        self.connection.validate()
     }
 
     pub(crate) fn try_window(&self) -> Duration {
@@ -88,9 +77,8 @@ impl EtcdConfig {
 impl Default for EtcdConfig {
     fn default() -> EtcdConfig {
         EtcdConfig {
-            endpoints: vec!["http://127.0.0.1:2379".to_owned()],
+            connection: micro_connect::etcd::EtcdConfig::default(),
             prefix: "micro/sync/".to_owned(),
-            connect_timeout: Duration::from_secs(5),
             try_window: Duration::from_secs(2),
         }
     }
@@ -109,7 +97,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            config.endpoints,
+            config.connection.endpoints,
             ["http://127.0.0.1:2379", "https://etcd:2379"]
         );
         assert_eq!(config.prefix, "app/");
@@ -117,10 +105,8 @@ mod tests {
 
     #[test]
     fn no_endpoints_is_invalid() {
-        let config = EtcdConfig {
-            endpoints: vec![],
-            ..EtcdConfig::default()
-        };
+        let mut config = EtcdConfig::default();
+        config.connection.endpoints = vec![];
         assert_eq!(
             config.validate().unwrap_err().kind(),
             crate::ErrorKind::InvalidArgument

@@ -20,9 +20,7 @@ mod config;
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper, SortOrder, SortTarget,
-};
+use etcd_client::{Client, GetOptions, LeaseKeepAliveStream, LeaseKeeper, SortOrder, SortTarget};
 use futures::StreamExt;
 use tokio::time::Instant;
 
@@ -67,7 +65,17 @@ impl EtcdCoordinatorBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self.config.connection.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Where to connect and how to authenticate: the settings every etcd
+    /// backend shares.
+    pub fn connection(
+        mut self,
+        connection: micro_connect::etcd::EtcdConfig,
+    ) -> EtcdCoordinatorBuilder {
+        self.config.connection = connection;
         self
     }
 
@@ -79,7 +87,7 @@ impl EtcdCoordinatorBuilder {
 
     /// How long connecting may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> EtcdCoordinatorBuilder {
-        self.config.connect_timeout = timeout;
+        self.config.connection.connect_timeout = timeout;
         self
     }
 
@@ -103,14 +111,18 @@ impl EtcdCoordinator {
     /// Connects with these settings.
     pub async fn connect(config: EtcdConfig) -> Result<EtcdCoordinator> {
         config.validate()?;
-        let options = ConnectOptions::new()
-            .with_connect_timeout(config.connect_timeout())
+        let options = config
+            .connection
+            .options()?
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        let client = Client::connect(&config.endpoints, Some(options))
-            .await
-            .map_err(|err| {
-                convert(err).context(format!("etcd: connecting to {:?}", config.endpoints))
-            })?;
+        let client = config.connection.connect_with(options).await?;
+        EtcdCoordinator::with_client(client, config)
+    }
+
+    /// Uses a client already connected (shared with other etcd backends of
+    /// the process); `config.connection` is then not used.
+    pub fn with_client(client: Client, config: EtcdConfig) -> Result<EtcdCoordinator> {
+        config.validate()?;
         Ok(EtcdCoordinator {
             client,
             config: Arc::new(config),

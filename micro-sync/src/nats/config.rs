@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ENV_ADDRESS, Error, Result};
+use crate::{Error, Result};
 
 /// Settings of a [`NatsCoordinator`](super::NatsCoordinator), with serde
 /// support so they can come from a configuration file. Every field has a default.
@@ -11,14 +11,15 @@ use crate::{ENV_ADDRESS, Error, Result};
 /// use micro_sync::nats::NatsConfig;
 ///
 /// let config: NatsConfig = serde_json::from_str(r#"{ "bucket": "locks" }"#).unwrap();
-/// assert_eq!(config.servers, ["nats://127.0.0.1:4222"]);
+/// assert_eq!(config.connection.servers, ["nats://127.0.0.1:4222"]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NatsConfig {
-    /// The NATS servers to connect to. Default: `nats://127.0.0.1:4222`.
-    pub servers: Vec<String>,
+    /// Where the servers are and how to authenticate (servers, credentials,
+    /// TLS, connect timeout): the settings every NATS backend shares.
+    pub connection: micro_connect::nats::NatsConfig,
     /// The key/value bucket holding locks (`lock.<name>`) and roles
     /// (`election.<role>`); created if missing, with per-key TTLs enabled.
     /// Default: `micro_sync`.
@@ -27,9 +28,6 @@ pub struct NatsConfig {
     /// a server restart then, which for TTL'd locks is rarely a loss.
     /// Default: false.
     pub memory_storage: bool,
-    /// How long connecting may take. Default: `5s`.
-    #[serde(with = "micro_core::duration::serde")]
-    pub connect_timeout: Duration,
     /// How often a waiter re-checks a held key besides watching it: the
     /// watch reports releases and expiries at once, the poll covers a watch
     /// that broke. Default: `1s`.
@@ -41,23 +39,22 @@ impl NatsConfig {
     /// The variable with the bucket name.
     pub const ENV_BUCKET: &'static str = "MICRO_SYNC_NATS_BUCKET";
 
-    /// The defaults, overridden by `MICRO_SYNC_ADDRESS` (comma-separated
-    /// servers) and `MICRO_SYNC_NATS_BUCKET`.
+    /// The defaults, overridden by `MICRO_SYNC_NATS_BUCKET` and the
+    /// connection variables `MICRO_SYNC_NATS_*` / `MICRO_NATS_*` (with
+    /// `MICRO_SYNC_ADDRESS` as the URL), see [`micro_connect`].
     pub fn from_env() -> Result<NatsConfig> {
         NatsConfig::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Like [`from_env`](NatsConfig::from_env), reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<NatsConfig> {
-        let mut config = NatsConfig::default();
-        if let Some(address) = lookup(ENV_ADDRESS).filter(|value| !value.trim().is_empty()) {
-            config.servers = address
-                .split(',')
-                .map(str::trim)
-                .filter(|server| !server.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
+        let mut config = NatsConfig {
+            connection: micro_connect::nats::NatsConfig::from_lookup(
+                Some(micro_connect::Block::Sync),
+                &micro_connect::Lookup::from_fn(&lookup),
+            )?,
+            ..NatsConfig::default()
+        };
         if let Some(bucket) = lookup(NatsConfig::ENV_BUCKET).filter(|value| !value.is_empty()) {
             config.bucket = bucket;
         }
@@ -67,9 +64,7 @@ impl NatsConfig {
 
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if self.servers.is_empty() {
-            return Err(Error::invalid_argument("nats: no servers configured"));
-        }
+        self.connection.validate()?;
         let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_');
         if self.bucket.is_empty() || !self.bucket.chars().all(valid) {
             return Err(Error::invalid_argument(format!(
@@ -80,10 +75,6 @@ impl NatsConfig {
         Ok(())
     }
 
-    pub(crate) fn connect_timeout(&self) -> Duration {
-        self.connect_timeout.max(Duration::from_millis(1))
-    }
-
     pub(crate) fn poll_interval(&self) -> Duration {
         self.poll_interval.max(Duration::from_millis(10))
     }
@@ -92,10 +83,9 @@ impl NatsConfig {
 impl Default for NatsConfig {
     fn default() -> NatsConfig {
         NatsConfig {
-            servers: vec!["nats://127.0.0.1:4222".to_owned()],
+            connection: micro_connect::nats::NatsConfig::default(),
             bucket: "micro_sync".to_owned(),
             memory_storage: false,
-            connect_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
         }
     }
@@ -113,7 +103,10 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!(config.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(
+            config.connection.servers,
+            ["nats://a:4222", "nats://b:4222"]
+        );
         assert_eq!(config.bucket, "locks");
     }
 

@@ -80,7 +80,17 @@ impl NatsCoordinatorBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.servers = servers.into_iter().map(Into::into).collect();
+        self.config.connection.servers = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Where to connect and how to authenticate: the settings every NATS
+    /// backend shares.
+    pub fn connection(
+        mut self,
+        connection: micro_connect::nats::NatsConfig,
+    ) -> NatsCoordinatorBuilder {
+        self.config.connection = connection;
         self
     }
 
@@ -126,11 +136,17 @@ impl NatsCoordinator {
     /// Connects with these settings and opens (or creates) the bucket.
     pub async fn connect(config: NatsConfig) -> Result<NatsCoordinator> {
         config.validate()?;
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(config.connect_timeout())
-            .connect(config.servers.join(","))
-            .await
-            .map_err(|err| unavailable("connecting", err))?;
+        let client = config.connection.connect().await?;
+        NatsCoordinator::with_client(client, config).await
+    }
+
+    /// Uses a client already connected (shared with other NATS backends of
+    /// the process); `config.connection` is then not used.
+    pub async fn with_client(
+        client: async_nats::Client,
+        config: NatsConfig,
+    ) -> Result<NatsCoordinator> {
+        config.validate()?;
         let jetstream = jetstream::new(client);
         let kv = open_bucket(&jetstream, &config).await?;
         Ok(NatsCoordinator {

@@ -24,6 +24,11 @@
 //!
 //! The KV endpoints hook in through `kv.rs`.
 //!
+//! [`ConsulStandIn::start_with_acl_token`] makes it demand an ACL token as
+//! Consul with ACLs on does: every request without `X-Consul-Token` equal to
+//! it is answered `403 Permission denied` (the stand-in has no policies:
+//! one token may do everything).
+//!
 //! ```no_run
 //! # async fn example() {
 //! use micro_test_servers::ConsulStandIn;
@@ -67,12 +72,23 @@ const EXPIRY_TICK: Duration = Duration::from_millis(20);
 pub struct ConsulStandIn {
     addr: SocketAddr,
     shared: Shared,
+    acl_token: Option<String>,
     serving: Mutex<Option<JoinSet<()>>>,
 }
 
 impl ConsulStandIn {
     /// Starts a stand-in on a free loopback port; it answers once this returns.
     pub async fn start() -> ConsulStandIn {
+        ConsulStandIn::start_with(None).await
+    }
+
+    /// Starts a stand-in that refuses (403) every request whose
+    /// `X-Consul-Token` is not `token`.
+    pub async fn start_with_acl_token(token: &str) -> ConsulStandIn {
+        ConsulStandIn::start_with(Some(token.to_owned())).await
+    }
+
+    async fn start_with(acl_token: Option<String>) -> ConsulStandIn {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .unwrap_or_else(|err| {
@@ -84,6 +100,7 @@ impl ConsulStandIn {
         let stand_in = ConsulStandIn {
             addr,
             shared: Shared::new(),
+            acl_token,
             serving: Mutex::new(None),
         };
         stand_in.serve(listener);
@@ -138,7 +155,11 @@ impl ConsulStandIn {
 
     fn serve(&self, listener: TcpListener) {
         let mut tasks = JoinSet::new();
-        tasks.spawn(accept(listener, router(self.shared.clone())));
+        tasks.spawn(accept(
+            listener,
+            router(self.shared.clone()),
+            self.acl_token.clone(),
+        ));
         tasks.spawn(expire(self.shared.clone()));
         *self.serving() = Some(tasks);
     }
@@ -171,7 +192,7 @@ fn router(shared: Shared) -> Router {
 }
 
 /// Serves connections until aborted; aborting drops every connection too.
-async fn accept(listener: TcpListener, router: Router) {
+async fn accept(listener: TcpListener, router: Router, acl_token: Option<String>) {
     let mut connections = JoinSet::new();
     loop {
         let stream = match listener.accept().await {
@@ -183,9 +204,27 @@ async fn accept(listener: TcpListener, router: Router) {
             }
         };
         let router = router.clone();
+        let acl_token = acl_token.clone();
         connections.spawn(async move {
-            let service =
-                hyper::service::service_fn(move |request| router.clone().oneshot(request));
+            let service = hyper::service::service_fn(move |request: axum::extract::Request<_>| {
+                let allowed = acl_token.as_deref().is_none_or(|token| {
+                    request
+                        .headers()
+                        .get("X-Consul-Token")
+                        .is_some_and(|sent| sent.as_bytes() == token.as_bytes())
+                });
+                let router = router.clone();
+                async move {
+                    if allowed {
+                        router.oneshot(request.map(axum::body::Body::new)).await
+                    } else {
+                        Ok(axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::FORBIDDEN,
+                            "Permission denied: token not found",
+                        )))
+                    }
+                }
+            });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
