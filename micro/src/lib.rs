@@ -149,7 +149,14 @@ pub use micro_transport as transport;
 /// let request = HelloRequest { name: "Ada".into() };
 /// let decoded = HelloRequest::decode(request.encode_to_vec().as_slice()).unwrap();
 /// assert_eq!(decoded, request);
-/// # let _ = micro::Server::new().handle_proto("Greeter.Hello", |_ctx, request: HelloRequest| async move { Ok(request) });
+///
+/// // The same type is a handler's protobuf message:
+/// use micro::codec::Proto;
+/// let server = micro::Server::new()
+///     .handle("Greeter.Hello", |_ctx, Proto(request): Proto<HelloRequest>| async move {
+///         Ok(Proto(request))
+///     });
+/// # let _ = server;
 /// ```
 ///
 /// `#[prost(prost_path = "micro::prost")]` tells the derive where prost is

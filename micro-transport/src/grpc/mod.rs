@@ -69,6 +69,8 @@ mod reflection;
 mod server;
 mod wire;
 
+pub use wire::parse_timeout;
+
 use std::{collections::HashMap, convert::Infallible, fmt, path::PathBuf, sync::Arc};
 
 use async_trait::async_trait;

@@ -186,8 +186,18 @@ pub(super) fn format_timeout(remaining: Duration) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("99999999H"))
 }
 
-/// Parses a `grpc-timeout` value.
-pub(super) fn parse_timeout(value: &str) -> Result<Duration> {
+/// Parses a `grpc-timeout` value in the gRPC specification's units (`250m`,
+/// `5S`, `1H`): the one parser of that header, for the server and for
+/// `micro::grpc::GrpcChannel`.
+///
+/// ```
+/// use std::time::Duration;
+/// use micro_transport::grpc::parse_timeout;
+///
+/// assert_eq!(parse_timeout("250m").unwrap(), Duration::from_millis(250));
+/// assert!(parse_timeout("5x").is_err());
+/// ```
+pub fn parse_timeout(value: &str) -> Result<Duration> {
     let invalid = || {
         Error::invalid_argument(format!(
             "invalid grpc-timeout {value:?}: expected up to 8 digits and a unit (H, M, S, m, u, n)"

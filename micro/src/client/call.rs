@@ -176,15 +176,20 @@ impl<Req: ?Sized, Resp> CallBuilder<Req, Resp> {
 /// A reply decoded as `Resp`, by its content type (an empty one is `Resp`'s
 /// first).
 pub(crate) fn decode_reply<Resp: Decode>(response: Response) -> Result<Resp> {
-    let format = codec::incoming_format::<Resp>(&response.content_type).ok_or_else(|| {
+    let format = reply_format::<Resp>(&response.content_type)?;
+    Resp::decode(format, reply_bytes(response)?).map_err(bad_reply)
+}
+
+/// The format `Resp` reads a reply of `content_type` in, or the serving
+/// side's fault when it cannot.
+pub(crate) fn reply_format<Resp: Decode>(content_type: &str) -> Result<&'static str> {
+    codec::incoming_format::<Resp>(content_type).ok_or_else(|| {
         bad_reply(Error::invalid_argument(format!(
-            "{} is read from {}, not {:?}",
+            "{} is read from {}, not {content_type:?}",
             std::any::type_name::<Resp>(),
             Resp::CONTENT_TYPES.join(" or "),
-            response.content_type
         )))
-    })?;
-    Resp::decode(format, reply_bytes(response)?).map_err(bad_reply)
+    })
 }
 
 pub(crate) fn reply_bytes(response: Response) -> Result<Bytes> {

@@ -39,7 +39,6 @@ use std::{
     fmt,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use futures::{FutureExt, future::BoxFuture};
@@ -299,18 +298,7 @@ fn retryable_status(headers: &HeaderMap) -> Option<ErrorKind> {
 /// `Request::set_timeout`.
 fn deadline(headers: &HeaderMap) -> Option<Instant> {
     let value = headers.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let number: u64 = digits.parse().ok()?;
-    let timeout = match unit {
-        "H" => Duration::from_secs(number.saturating_mul(3600)),
-        "M" => Duration::from_secs(number.saturating_mul(60)),
-        "S" => Duration::from_secs(number),
-        "m" => Duration::from_millis(number),
-        "u" => Duration::from_micros(number),
-        "n" => Duration::from_nanos(number),
-        _ => return None,
-    };
-    Instant::now().checked_add(timeout)
+    Instant::now().checked_add(crate::transport::grpc::parse_timeout(value).ok()?)
 }
 
 /// A trailers-only gRPC response carrying `error`'s code and message.
@@ -338,6 +326,8 @@ fn status_response(error: &Error) -> GrpcResponse {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -11,7 +11,7 @@ use crate::{
     Client, Error, ErrorKind, Metadata, Result,
     client::{
         CallBuilder, Resend, Tried,
-        call::{CallSpec, bad_reply, decode_reply},
+        call::{CallSpec, bad_reply, decode_reply, reply_format},
     },
     codec::{self, Decode, Encode},
     transport::{Body, Request, Response},
@@ -66,14 +66,7 @@ impl<Req: ?Sized, Resp> CallBuilder<Req, Resp> {
         Resp: Decode + 'static,
     {
         let response = self.client.open_stream(self.spec, label, body).await?;
-        let format = codec::incoming_format::<Resp>(&response.content_type).ok_or_else(|| {
-            bad_reply(Error::invalid_argument(format!(
-                "{} is read from {}, not {:?}",
-                std::any::type_name::<Resp>(),
-                Resp::CONTENT_TYPES.join(" or "),
-                response.content_type
-            )))
-        })?;
+        let format = reply_format::<Resp>(&response.content_type)?;
         Ok(Streaming::new(
             response.body.into_stream(),
             std::sync::Arc::new(move |bytes| Resp::decode(format, bytes).map_err(bad_reply)),
