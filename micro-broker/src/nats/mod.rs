@@ -16,7 +16,7 @@
 //!
 //! `subscribe` returns once the server has confirmed the subscription (a
 //! probe sent after the SUB came back; within
-//! [`NatsConfig::connect_timeout`], else `Unavailable`), so a message any
+//! the connection's `connect_timeout`, else `Unavailable`), so a message any
 //! connection publishes after that reaches it. Dropping a subscription cannot wait for
 //! the server: until the server has read the UNSUB, it may still route to a
 //! dropped queue-group member what other connections publish, and that is
