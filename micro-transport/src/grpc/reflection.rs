@@ -15,6 +15,34 @@ use tonic::codec::CompressionEncoding;
 
 use super::Compression;
 
+/// What the wrapper needs of tonic-reflection's server: an in-process HTTP
+/// service it can clone and call once per reflection request.
+pub(super) trait ReflectionServer:
+    tower::Service<
+        ::http::Request<tonic::body::Body>,
+        Response = ::http::Response<tonic::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> ReflectionServer for S where
+    S: tower::Service<
+            ::http::Request<tonic::body::Body>,
+            Response = ::http::Response<tonic::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Both versions share one shape; only the generated types differ.
 macro_rules! forgiving_reflection {
     ($version:ident) => {
@@ -35,15 +63,7 @@ macro_rules! forgiving_reflection {
 
             impl<S> Forgiving<S>
             where
-                S: tower::Service<
-                        ::http::Request<tonic::body::Body>,
-                        Response = ::http::Response<tonic::body::Body>,
-                        Error = Infallible,
-                    > + Clone
-                    + Send
-                    + Sync
-                    + 'static,
-                S::Future: Send + 'static,
+                S: ReflectionServer,
             {
                 /// Wraps tonic-reflection's server in one that keeps streams
                 /// open, reads gzip and compresses as `compression` says.
@@ -69,13 +89,7 @@ macro_rules! forgiving_reflection {
                 request: ServerReflectionRequest,
             ) -> ServerReflectionResponse
             where
-                S: tower::Service<
-                        ::http::Request<tonic::body::Body>,
-                        Response = ::http::Response<tonic::body::Body>,
-                        Error = Infallible,
-                    > + Send
-                    + 'static,
-                S::Future: Send + 'static,
+                S: ReflectionServer,
             {
                 let outcome = match client
                     .server_reflection_info(futures::stream::iter([request.clone()]))
@@ -102,15 +116,7 @@ macro_rules! forgiving_reflection {
             #[tonic::async_trait]
             impl<S> ServerReflection for Forgiving<S>
             where
-                S: tower::Service<
-                        ::http::Request<tonic::body::Body>,
-                        Response = ::http::Response<tonic::body::Body>,
-                        Error = Infallible,
-                    > + Clone
-                    + Send
-                    + Sync
-                    + 'static,
-                S::Future: Send + 'static,
+                S: ReflectionServer,
             {
                 type ServerReflectionInfoStream =
                     BoxStream<'static, Result<ServerReflectionResponse, tonic::Status>>;
