@@ -113,6 +113,8 @@ pub mod grpc;
 mod hop;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(feature = "http", feature = "grpc"))]
+pub mod listen;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod request;

@@ -3,7 +3,7 @@ use std::{path::PathBuf, time::Duration};
 use serde::{Deserialize, Serialize};
 
 use super::Compression;
-use crate::{DEFAULT_MAX_BODY_SIZE, Error, Result};
+use crate::{DEFAULT_MAX_BODY_SIZE, Error, Result, listen::ConnectionLimits};
 
 /// The variable giving [`GrpcConfig::package`] to [`GrpcConfig::from_env`].
 pub const PACKAGE_ENV: &str = "MICRO_GRPC_PACKAGE";
@@ -66,6 +66,9 @@ pub struct GrpcConfig {
     /// that cannot be read or parsed fails the build of the transport.
     /// Default: none.
     pub descriptor_set_files: Vec<PathBuf>,
+    /// What a server allows its connections: how many, from whom, how long
+    /// before the first call and between calls. See [`ConnectionLimits`].
+    pub connections: ConnectionLimits,
 }
 
 impl Default for GrpcConfig {
@@ -78,6 +81,7 @@ impl Default for GrpcConfig {
             reflection: true,
             compression: Compression::Identity,
             descriptor_set_files: Vec::new(),
+            connections: ConnectionLimits::default(),
         }
     }
 }

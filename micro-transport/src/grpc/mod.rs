@@ -258,6 +258,16 @@ impl GrpcTransportBuilder {
         self
     }
 
+    /// Sets [`GrpcConfig::connections`]: how many connections a server
+    /// allows, from whom, and for how long without a call.
+    pub fn connection_limits(
+        mut self,
+        limits: crate::listen::ConnectionLimits,
+    ) -> GrpcTransportBuilder {
+        self.config.connections = limits;
+        self
+    }
+
     /// Sets [`GrpcConfig::reflection`].
     pub fn reflection(mut self, enabled: bool) -> GrpcTransportBuilder {
         self.config.reflection = enabled;
@@ -412,6 +422,7 @@ impl Transport for GrpcTransport {
             compression: self.config.compression,
             mounted: self.mounted.clone(),
             cancel: CancellationToken::new(),
+            limits: self.config.connections.clone(),
         };
         let health = self.health.clone();
         let listener = server::listen(address, state, {

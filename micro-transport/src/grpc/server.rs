@@ -1,18 +1,10 @@
-use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
 use ::http::{HeaderMap, HeaderValue, Method, StatusCode, header::CONTENT_TYPE};
 use futures::future::BoxFuture;
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::graceful::{GracefulShutdown, Watcher},
-};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::oneshot,
-    task::JoinSet,
-    time::Instant,
-};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::oneshot, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -25,11 +17,10 @@ use super::{
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
     call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
+    listen::{
+        Activity, Admitted, CallGuard, ConnectionLimits, TrackedBody, accept_until_stopped, drive,
+    },
 };
-
-/// How long the accept loop pauses after a failed accept (such as running out
-/// of file descriptors), so it does not spin while the condition lasts.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// How long connections get, once the grace period is over and the calls
 /// still running are cancelled, to send those calls their final status.
@@ -47,6 +38,8 @@ pub(super) struct ServerState {
     pub(super) mounted: Arc<HashMap<String, MountedService>>,
     /// Cancelled when the grace period of a shutdown is over.
     pub(super) cancel: CancellationToken,
+    /// What the server allows its connections.
+    pub(super) limits: ConnectionLimits,
 }
 
 /// Binds `address` and serves on it until the returned listener is shut down.
@@ -102,66 +95,81 @@ async fn serve(
 ) {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder.timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    let grace = loop {
-        tokio::select! {
-            grace = &mut stop => break grace.unwrap_or(Duration::ZERO),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, builder.clone(), graceful.watcher(), state.clone()));
-                }
-                Err(err) => {
-                    tracing::debug!(error = %err, "accepting a connection failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+    let limits = state.limits.clone();
+    // Closing the socket on return makes new connections fail at once;
+    // GOAWAY (sent by the graceful shutdown) refuses new calls on open ones.
+    let mut draining = accept_until_stopped(listener, &limits, &mut stop, |admitted| {
+        serve_connection(admitted, builder.clone(), state.clone())
+    })
+    .await;
+    let grace = draining.grace();
+    {
+        let drained = draining.drain();
+        tokio::pin!(drained);
+        if tokio::time::timeout(grace, &mut drained).await.is_err() {
+            tracing::debug!("grpc server grace period over; cancelling the calls in flight");
+            // Calls still running end with Unavailable, sent as their status.
+            state.cancel.cancel();
+            let _ = tokio::time::timeout(FLUSH_AFTER_CANCEL, &mut drained).await;
         }
-    };
-    let address = listener.local_addr().ok();
-    // Closing the socket first makes new connections fail at once; GOAWAY
-    // (sent by the graceful shutdown) refuses new calls on open ones.
-    drop(listener);
-    let drained = graceful.shutdown();
-    tokio::pin!(drained);
-    if tokio::time::timeout(grace, &mut drained).await.is_err() {
-        tracing::debug!(
-            connections = connections.len(),
-            "grpc server grace period over; cancelling the calls in flight"
-        );
-        // Calls still running end with Unavailable, sent as their status.
-        state.cancel.cancel();
-        let _ = tokio::time::timeout(FLUSH_AFTER_CANCEL, &mut drained).await;
     }
     state.cancel.cancel();
-    connections.shutdown().await;
-    tracing::debug!(?address, "grpc server stopped");
+    draining.close().await;
+    tracing::debug!("grpc server stopped");
 }
 
+/// Serves one HTTP/2 connection until it closes, misses a deadline, or a
+/// graceful shutdown closes it.
 async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+    admitted: Admitted,
     builder: hyper::server::conn::http2::Builder<TokioExecutor>,
-    watcher: Watcher,
     state: Arc<ServerState>,
 ) {
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
-    }
-    let service = hyper::service::service_fn(move |request| handle(state.clone(), request));
+    let Admitted {
+        stream,
+        peer,
+        accepted_at,
+        shutdown,
+        ..
+    } = admitted;
+    let activity = Activity::new();
+    let limits = state.limits.clone();
+    let service = hyper::service::service_fn({
+        let activity = activity.clone();
+        move |request| handle(state.clone(), request, activity.begin())
+    });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
-    if let Err(err) = watcher.watch(connection).await {
+    if let Some(Err(err)) = drive(
+        connection,
+        |connection| connection.graceful_shutdown(),
+        &activity,
+        accepted_at,
+        &limits,
+        &shutdown,
+    )
+    .await
+    {
         tracing::debug!(%peer, error = %err, "grpc connection ended with an error");
     }
 }
 
 type GrpcResponse = ::http::Response<tonic::body::Body>;
 
+/// Answers one HTTP/2 request, counted as a call in flight until its
+/// response body has been sent.
+async fn handle(
+    state: Arc<ServerState>,
+    request: ::http::Request<Incoming>,
+    call: CallGuard,
+) -> Result<::http::Response<TrackedBody<tonic::body::Body>>, Infallible> {
+    let Ok(response) = respond(state, request).await;
+    Ok(response.map(|body| TrackedBody::new(body, call)))
+}
+
 /// Answers one HTTP/2 request: a mounted tonic service's, or a micro call.
 /// Every failure becomes a gRPC status, so a connection never fails because
 /// of what a request contained.
-async fn handle(
+async fn respond(
     state: Arc<ServerState>,
     request: ::http::Request<Incoming>,
 ) -> Result<GrpcResponse, Infallible> {

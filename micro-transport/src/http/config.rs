@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::DEFAULT_MAX_BODY_SIZE;
+use crate::{DEFAULT_MAX_BODY_SIZE, listen::ConnectionLimits};
 
 /// Settings of an [`HttpTransport`](super::HttpTransport).
 ///
@@ -35,7 +35,8 @@ pub struct HttpConfig {
     pub connect_timeout: Duration,
     /// How long an idle pooled client connection is kept open. Default: 20 s,
     /// below the 30 s after which micro's HTTP servers close an idle
-    /// connection, so that a call never races the server's close.
+    /// HTTP/1.1 connection ([`ConnectionLimits::header_read_timeout`]), so
+    /// that a call never races the server's close.
     #[serde(with = "micro_core::duration::serde")]
     pub pool_idle_timeout: Duration,
     /// The most idle connections a client keeps per server address. Default: 32.
@@ -44,6 +45,9 @@ pub struct HttpConfig {
     /// instead of HTTP/1.1: one multiplexed connection per server. Servers
     /// always accept both. Default: false.
     pub http2_prior_knowledge: bool,
+    /// What a server allows its connections: how many, from whom, how long
+    /// before the first call and between calls. See [`ConnectionLimits`].
+    pub connections: ConnectionLimits,
 }
 
 impl Default for HttpConfig {
@@ -54,6 +58,7 @@ impl Default for HttpConfig {
             pool_idle_timeout: Duration::from_secs(20),
             pool_max_idle_per_host: 32,
             http2_prior_knowledge: false,
+            connections: ConnectionLimits::default(),
         }
     }
 }

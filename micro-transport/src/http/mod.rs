@@ -186,6 +186,16 @@ impl HttpTransportBuilder {
         self
     }
 
+    /// Sets [`HttpConfig::connections`]: how many connections a server
+    /// allows, from whom, and for how long without a call.
+    pub fn connection_limits(
+        mut self,
+        limits: crate::listen::ConnectionLimits,
+    ) -> HttpTransportBuilder {
+        self.config.connections = limits;
+        self
+    }
+
     /// Builds the transport.
     pub fn build(self) -> HttpTransport {
         HttpTransport::from_config(self.config)
@@ -207,7 +217,13 @@ impl Transport for HttpTransport {
     /// Binds `address` (`host:port`; `""` is a free loopback port, `:port` is
     /// every interface) and serves `handler` there.
     async fn listen(&self, address: &str, handler: Handler) -> Result<Listener> {
-        server::listen(address, handler, self.config.max_body_size).await
+        server::listen(
+            address,
+            handler,
+            self.config.max_body_size,
+            self.config.connections.clone(),
+        )
+        .await
     }
 
     /// Returns a channel to `address` (`host:port`, optionally `http://host:port`).

@@ -1,4 +1,4 @@
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use ::http::{
     HeaderValue, Method, StatusCode,
@@ -9,17 +9,9 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{
-        conn::auto,
-        graceful::{GracefulShutdown, Watcher},
-    },
+    server::conn::auto,
 };
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::oneshot,
-    task::JoinSet,
-    time::Instant,
-};
+use tokio::{net::TcpListener, sync::oneshot, time::Instant};
 
 use super::{
     stream::{self, HttpBody, ReadError},
@@ -32,23 +24,16 @@ use super::{
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
     call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
+    listen::{
+        Activity, Admitted, CallGuard, ConnectionLimits, TrackedBody, accept_until_stopped, drive,
+    },
 };
-
-/// How long the accept loop pauses after a failed accept (such as running out
-/// of file descriptors), so it does not spin while the condition lasts.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-/// How long an HTTP/1.1 connection may take to send a request's headers,
-/// idle keep-alive time included: it bounds what slow or idle peers hold.
-/// Clients keep pooled connections for less than this (see
-/// [`HttpConfig::pool_idle_timeout`](super::HttpConfig::pool_idle_timeout)),
-/// so they never send on a connection the server is closing.
-pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every request of one server shares.
 struct ServerState {
     handler: Handler,
     max_body_size: usize,
+    limits: ConnectionLimits,
 }
 
 /// Binds `address` and serves `handler` on it until the returned listener is shut down.
@@ -56,6 +41,7 @@ pub(super) async fn listen(
     address: &str,
     handler: Handler,
     max_body_size: usize,
+    limits: ConnectionLimits,
 ) -> Result<Listener> {
     let bind_to = bind_address(address);
     let listener = TcpListener::bind(&bind_to)
@@ -68,6 +54,7 @@ pub(super) async fn listen(
     let state = Arc::new(ServerState {
         handler,
         max_body_size,
+        limits,
     });
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(serve(listener, state, stopped));
@@ -106,69 +93,82 @@ async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(state.limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    let grace = loop {
-        tokio::select! {
-            // A dropped sender means the listener was dropped: stop with no grace.
-            grace = &mut stop => break grace.unwrap_or(Duration::ZERO),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, builder.clone(), graceful.watcher(), state.clone()));
-                }
-                Err(err) => {
-                    tracing::debug!(error = %err, "accepting a connection failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    };
-    let address = listener.local_addr().ok();
-    // Closing the socket first makes new connections fail at once.
-    drop(listener);
+    let limits = state.limits.clone();
+    let mut draining = accept_until_stopped(listener, &limits, &mut stop, |admitted| {
+        serve_connection(admitted, builder.clone(), state.clone())
+    })
+    .await;
     // Idle connections close now; busy ones once their calls are answered.
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(draining.grace(), draining.drain())
         .await
         .is_err()
     {
         tracing::debug!(
-            connections = connections.len(),
+            connections = draining.open(),
             "http server grace period over; closing connections with calls in flight"
         );
     }
     // Dropping a connection drops the handler futures running on it, which
     // cancels the calls still in flight.
-    connections.shutdown().await;
-    tracing::debug!(?address, "http server stopped");
+    draining.close().await;
+    tracing::debug!("http server stopped");
 }
 
-/// Serves one connection, HTTP/1.1 or h2c, until it closes or a graceful
-/// shutdown closes it.
+/// Serves one connection, HTTP/1.1 or h2c, until it closes, misses a
+/// deadline, or a graceful shutdown closes it.
 async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+    admitted: Admitted,
     builder: auto::Builder<TokioExecutor>,
-    watcher: Watcher,
     state: Arc<ServerState>,
 ) {
-    // Calls are small request/response exchanges: send them without Nagle's delay.
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
-    }
-    let service = hyper::service::service_fn(move |request| handle(state.clone(), request));
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    if let Err(err) = watcher.watch(connection).await {
+    let Admitted {
+        stream,
+        peer,
+        accepted_at,
+        shutdown,
+        ..
+    } = admitted;
+    let activity = Activity::new();
+    let limits = state.limits.clone();
+    let service = hyper::service::service_fn({
+        let activity = activity.clone();
+        move |request| handle(state.clone(), request, activity.begin())
+    });
+    // Owned, so the connection borrows nothing from this task's builder.
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    if let Some(Err(err)) = drive(
+        connection,
+        |connection| connection.graceful_shutdown(),
+        &activity,
+        accepted_at,
+        &limits,
+        &shutdown,
+    )
+    .await
+    {
         tracing::debug!(%peer, error = %err, "http connection ended with an error");
     }
 }
 
-/// Answers one HTTP request. Every failure becomes an error response, so the
-/// connection itself never fails because of what a request contained.
+/// Answers one HTTP request, counted as a call in flight until its response
+/// body has been sent.
 async fn handle(
     state: Arc<ServerState>,
+    request: ::http::Request<Incoming>,
+    call: CallGuard,
+) -> Result<::http::Response<TrackedBody<HttpBody>>, Infallible> {
+    let Ok(response) = respond(&state, request).await;
+    Ok(response.map(|body| TrackedBody::new(body, call)))
+}
+
+/// Answers one HTTP request. Every failure becomes an error response, so the
+/// connection itself never fails because of what a request contained.
+async fn respond(
+    state: &ServerState,
     request: ::http::Request<Incoming>,
 ) -> Result<::http::Response<HttpBody>, Infallible> {
     if request.method() != Method::POST {
@@ -179,7 +179,7 @@ async fn handle(
         let response = error_response_with_status(StatusCode::METHOD_NOT_ALLOWED, &error);
         return Ok(response.map(stream::full));
     }
-    let response = match answer(&state, request).await {
+    let response = match answer(state, request).await {
         Ok(response) => return Ok(response),
         Err(Rejection::BodyTooLarge(error)) => {
             error_response_with_status(StatusCode::PAYLOAD_TOO_LARGE, &error)
@@ -347,7 +347,9 @@ mod tests {
 
     #[test]
     fn clients_drop_idle_connections_before_servers_close_them() {
-        assert!(super::super::HttpConfig::default().pool_idle_timeout < HEADER_READ_TIMEOUT);
+        let config = super::super::HttpConfig::default();
+        assert!(config.pool_idle_timeout < config.connections.header_read_timeout);
+        assert!(config.pool_idle_timeout < config.connections.idle_timeout);
     }
 
     #[test]
