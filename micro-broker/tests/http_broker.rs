@@ -154,3 +154,52 @@ async fn a_hand_written_http_request_delivers() {
         );
     }
 }
+
+/// The endpoint's listener has the transports' connection defences: a socket
+/// that never sends a byte is closed at the handshake deadline, one over the
+/// per-peer limit at once, while deliveries keep arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_to_the_endpoint_are_closed_while_deliveries_arrive() {
+    let registry = MemoryRegistry::new();
+    let mut config = micro_broker::http::HttpConfig::default();
+    config.connections.handshake_timeout = Duration::from_secs(1);
+    config.connections.max_connections_per_peer = 50;
+    let broker = HttpBroker::builder(registry.clone()).config(config).build();
+    let mut sub = broker
+        .subscribe("orders", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    let address = registry.get_service("micro.broker").await.unwrap()[0].nodes[0]
+        .address
+        .clone();
+    // From another loopback address than the publisher's, which must get in.
+    let connect = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        socket.connect(address.parse().unwrap()).await.unwrap()
+    };
+    let mut silent = Vec::new();
+    for _ in 0..50 {
+        silent.push(connect().await);
+    }
+    // The 51st from the same address is refused: closed unread.
+    let mut over = connect().await;
+    let mut byte = [0u8; 1];
+    let refused = timeout(WAIT, over.read(&mut byte)).await.unwrap();
+    assert!(matches!(refused, Ok(0) | Err(_)), "{refused:?}");
+
+    broker
+        .publish("orders", Message::new("first"))
+        .await
+        .unwrap();
+    let delivery = timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(delivery.message.body, "first");
+
+    for mut stream in silent {
+        let closed = timeout(WAIT * 2, stream.read(&mut byte)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0) | Err(_))),
+            "a silent connection was left open: {closed:?}"
+        );
+    }
+}

@@ -453,7 +453,11 @@ fn build_transport(choice: &BackendChoice) -> Result<DynTransport> {
         #[cfg(feature = "transport-memory")]
         "memory" => Ok(Arc::new(crate::transport::memory::MemoryTransport::new())),
         #[cfg(feature = "transport-http")]
-        "http" => Ok(Arc::new(crate::transport::http::HttpTransport::new())),
+        "http" => Ok(Arc::new(
+            crate::transport::http::HttpTransport::from_config(
+                crate::transport::http::HttpConfig::from_env()?,
+            ),
+        )),
         #[cfg(feature = "transport-grpc")]
         "grpc" => Ok(Arc::new(crate::transport::grpc::GrpcTransport::from_env()?)),
         other => Err(not_built(TRANSPORT, other)),

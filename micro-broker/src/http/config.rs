@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use micro_transport::listen::ConnectionLimits;
+
 use crate::{Error, Result};
 
 /// The environment variable holding the address the broker endpoint listens on.
@@ -58,6 +60,11 @@ pub struct HttpConfig {
     /// How often a subscription renews its registration.
     #[serde(with = "micro_core::duration::serde")]
     pub register_interval: Duration,
+    /// What the endpoint allows its connections: how many, from whom, how
+    /// long before the first delivery and between deliveries. Read from the
+    /// `MICRO_CONNECTIONS_*` variables by [`HttpConfig::from_env`], like the
+    /// transports' servers.
+    pub connections: ConnectionLimits,
 }
 
 impl HttpConfig {
@@ -66,7 +73,8 @@ impl HttpConfig {
     /// The default per-subscription buffer, in messages.
     pub const DEFAULT_BUFFER: usize = 1024;
 
-    /// Reads [`ADDRESS_ENV`], [`ADVERTISE_ENV`] and [`BUFFER_ENV`]; unset
+    /// Reads [`ADDRESS_ENV`], [`ADVERTISE_ENV`], [`BUFFER_ENV`] and the
+    /// connection limits' variables ([`ConnectionLimits::from_env`]); unset
     /// variables keep their defaults.
     pub fn from_env() -> Result<HttpConfig> {
         HttpConfig::from_lookup(|name| std::env::var(name).ok())
@@ -79,7 +87,10 @@ impl HttpConfig {
                 .map(|value| value.trim().to_owned())
                 .filter(|value| !value.is_empty())
         };
-        let mut config = HttpConfig::default();
+        let mut config = HttpConfig {
+            connections: ConnectionLimits::from_lookup(&lookup)?,
+            ..HttpConfig::default()
+        };
         if let Some(address) = set(ADDRESS_ENV) {
             config.address = address;
         }
@@ -108,6 +119,7 @@ impl Default for HttpConfig {
             delivery_timeout: Duration::from_secs(30),
             register_ttl: Duration::from_secs(30),
             register_interval: Duration::from_secs(10),
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -398,6 +398,7 @@ impl Shared {
             &self.config.address,
             self.config.advertise.as_deref(),
             self.config.max_message_bytes,
+            self.config.connections.clone(),
             Arc::clone(&self.inboxes),
         )
         .await?;

@@ -14,7 +14,8 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::post,
 };
-use tokio::{net::TcpListener, task::AbortHandle};
+use micro_transport::listen::{ConnectionLimits, serve_http};
+use tokio::{net::TcpListener, sync::oneshot, task::AbortHandle};
 
 use super::{
     inbox::Inbox,
@@ -69,6 +70,7 @@ pub(super) async fn start(
     address: &str,
     advertise: Option<&str>,
     max_message_bytes: usize,
+    limits: ConnectionLimits,
     inboxes: Arc<Inboxes>,
 ) -> Result<Endpoint> {
     let listener = TcpListener::bind(address).await.map_err(|err| {
@@ -81,10 +83,11 @@ pub(super) async fn start(
         .route("/micro/broker/{subscription}", post(deliver))
         .layer(DefaultBodyLimit::max(max_message_bytes))
         .with_state(inboxes);
+    // The endpoint lives until the broker drops it, which aborts the task.
+    let (keep_running, stop) = oneshot::channel();
     let task = tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, router).await {
-            tracing::error!(error = %err, "the http broker endpoint stopped");
-        }
+        let _keep_running = keep_running;
+        serve_http(listener, limits, router, stop).await;
     });
     Ok(Endpoint {
         advertised: advertise.map_or_else(|| bound.to_string(), str::to_owned),

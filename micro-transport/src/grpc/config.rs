@@ -88,7 +88,8 @@ impl Default for GrpcConfig {
 
 impl GrpcConfig {
     /// The defaults, overridden by [`PACKAGE_ENV`], [`MAX_MESSAGE_SIZE_ENV`],
-    /// [`COMPRESSION_ENV`] and [`DESCRIPTOR_SET_ENV`] where set. A size that
+    /// [`COMPRESSION_ENV`], [`DESCRIPTOR_SET_ENV`] and the connection limits'
+    /// variables ([`ConnectionLimits::from_env`]) where set. A size that
     /// is not a whole number, or a compression other than `gzip` or
     /// `identity`, is `InvalidArgument` naming the variable.
     pub fn from_env() -> Result<GrpcConfig> {
@@ -97,7 +98,10 @@ impl GrpcConfig {
 
     /// Like [`from_env`](GrpcConfig::from_env), reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<GrpcConfig> {
-        let mut config = GrpcConfig::default();
+        let mut config = GrpcConfig {
+            connections: ConnectionLimits::from_lookup(&lookup)?,
+            ..GrpcConfig::default()
+        };
         if let Some(package) = lookup(PACKAGE_ENV) {
             config.package = package.trim().to_owned();
         }

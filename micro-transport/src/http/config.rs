@@ -63,6 +63,17 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// The defaults, with the connection limits read from the environment
+    /// ([`ConnectionLimits::from_env`]).
+    pub fn from_env() -> crate::Result<HttpConfig> {
+        Ok(HttpConfig {
+            connections: ConnectionLimits::from_env()?,
+            ..HttpConfig::default()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

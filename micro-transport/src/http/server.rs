@@ -7,10 +7,6 @@ use ::http::{
 use bytes::Bytes;
 use http_body::Body as _;
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
 use tokio::{net::TcpListener, sync::oneshot, time::Instant};
 
 use super::{
@@ -24,9 +20,7 @@ use super::{
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
     call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
-    listen::{
-        Activity, Admitted, CallGuard, ConnectionLimits, TrackedBody, accept_until_stopped, drive,
-    },
+    listen::{ConnectionLimits, serve_http},
 };
 
 /// What every request of one server shares.
@@ -83,86 +77,22 @@ fn bind_address(address: &str) -> String {
     }
 }
 
-/// Accepts connections until told to stop, then drains them for the grace period.
-async fn serve(
-    listener: TcpListener,
-    state: Arc<ServerState>,
-    mut stop: oneshot::Receiver<Duration>,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+/// Serves until told to stop, then drains the connections for the grace
+/// period; dropping a connection left after it drops the handler futures
+/// running on it, which cancels the calls still in flight.
+async fn serve(listener: TcpListener, state: Arc<ServerState>, stop: oneshot::Receiver<Duration>) {
     let limits = state.limits.clone();
-    let mut draining = accept_until_stopped(listener, &limits, &mut stop, |admitted| {
-        serve_connection(admitted, builder.clone(), state.clone())
-    })
-    .await;
-    // Idle connections close now; busy ones once their calls are answered.
-    if tokio::time::timeout(draining.grace(), draining.drain())
-        .await
-        .is_err()
-    {
-        tracing::debug!(
-            connections = draining.open(),
-            "http server grace period over; closing connections with calls in flight"
-        );
-    }
-    // Dropping a connection drops the handler futures running on it, which
-    // cancels the calls still in flight.
-    draining.close().await;
+    let service = tower::service_fn(move |request| handle(state.clone(), request));
+    serve_http(listener, limits, service, stop).await;
     tracing::debug!("http server stopped");
 }
 
-/// Serves one connection, HTTP/1.1 or h2c, until it closes, misses a
-/// deadline, or a graceful shutdown closes it.
-async fn serve_connection(
-    admitted: Admitted,
-    builder: auto::Builder<TokioExecutor>,
-    state: Arc<ServerState>,
-) {
-    let Admitted {
-        stream,
-        peer,
-        accepted_at,
-        shutdown,
-        ..
-    } = admitted;
-    let activity = Activity::new();
-    let limits = state.limits.clone();
-    let service = hyper::service::service_fn({
-        let activity = activity.clone();
-        move |request| handle(state.clone(), request, activity.begin())
-    });
-    // Owned, so the connection borrows nothing from this task's builder.
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    if let Some(Err(err)) = drive(
-        connection,
-        |connection| connection.graceful_shutdown(),
-        &activity,
-        accepted_at,
-        &limits,
-        &shutdown,
-    )
-    .await
-    {
-        tracing::debug!(%peer, error = %err, "http connection ended with an error");
-    }
-}
-
-/// Answers one HTTP request, counted as a call in flight until its response
-/// body has been sent.
+/// Answers one HTTP request.
 async fn handle(
     state: Arc<ServerState>,
     request: ::http::Request<Incoming>,
-    call: CallGuard,
-) -> Result<::http::Response<TrackedBody<HttpBody>>, Infallible> {
-    let Ok(response) = respond(&state, request).await;
-    Ok(response.map(|body| TrackedBody::new(body, call)))
+) -> Result<::http::Response<HttpBody>, Infallible> {
+    respond(&state, request).await
 }
 
 /// Answers one HTTP request. Every failure becomes an error response, so the

@@ -2,6 +2,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Error, Result};
+
+/// Overrides [`ConnectionLimits::max_connections`].
+pub const MAX_CONNECTIONS_ENV: &str = "MICRO_CONNECTIONS_MAX";
+/// Overrides [`ConnectionLimits::max_connections_per_peer`].
+pub const MAX_CONNECTIONS_PER_PEER_ENV: &str = "MICRO_CONNECTIONS_MAX_PER_PEER";
+/// Overrides [`ConnectionLimits::handshake_timeout`].
+pub const HANDSHAKE_TIMEOUT_ENV: &str = "MICRO_CONNECTIONS_HANDSHAKE_TIMEOUT";
+/// Overrides [`ConnectionLimits::header_read_timeout`].
+pub const HEADER_READ_TIMEOUT_ENV: &str = "MICRO_CONNECTIONS_HEADER_TIMEOUT";
+/// Overrides [`ConnectionLimits::idle_timeout`].
+pub const IDLE_TIMEOUT_ENV: &str = "MICRO_CONNECTIONS_IDLE_TIMEOUT";
+
 /// What a server allows its connections: how many, from whom, and for how
 /// long without a call. Part of [`HttpConfig`](crate::http::HttpConfig) and
 /// [`GrpcConfig`](crate::grpc::GrpcConfig).
@@ -60,9 +73,97 @@ impl Default for ConnectionLimits {
     }
 }
 
+impl ConnectionLimits {
+    /// The defaults, overridden by the `MICRO_CONNECTIONS_*` variables where
+    /// set ([`MAX_CONNECTIONS_ENV`], [`MAX_CONNECTIONS_PER_PEER_ENV`],
+    /// [`HANDSHAKE_TIMEOUT_ENV`], [`HEADER_READ_TIMEOUT_ENV`],
+    /// [`IDLE_TIMEOUT_ENV`]). A count that is not a positive whole number, or
+    /// a duration that is not a humantime string, is `InvalidArgument` naming
+    /// the variable.
+    pub fn from_env() -> Result<ConnectionLimits> {
+        ConnectionLimits::from_lookup(|name| micro_core::env::var(name).ok().flatten())
+    }
+
+    /// Like [`from_env`](ConnectionLimits::from_env), reading variables
+    /// through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ConnectionLimits> {
+        let read = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let count = |name: &str, default: usize| -> Result<usize> {
+            let Some(text) = read(name) else {
+                return Ok(default);
+            };
+            match text.trim().parse::<usize>() {
+                Ok(count) if count > 0 => Ok(count),
+                _ => Err(Error::invalid_argument(format!(
+                    "{name}={text:?} is not a positive whole number"
+                ))),
+            }
+        };
+        let duration = |name: &str, default: Duration| -> Result<Duration> {
+            read(name).map_or(Ok(default), |text| {
+                micro_core::duration::parse_named(name, text.trim())
+            })
+        };
+        let defaults = ConnectionLimits::default();
+        Ok(ConnectionLimits {
+            max_connections: count(MAX_CONNECTIONS_ENV, defaults.max_connections)?,
+            max_connections_per_peer: count(
+                MAX_CONNECTIONS_PER_PEER_ENV,
+                defaults.max_connections_per_peer,
+            )?,
+            handshake_timeout: duration(HANDSHAKE_TIMEOUT_ENV, defaults.handshake_timeout)?,
+            header_read_timeout: duration(HEADER_READ_TIMEOUT_ENV, defaults.header_read_timeout)?,
+            idle_timeout: duration(IDLE_TIMEOUT_ENV, defaults.idle_timeout)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::ErrorKind;
+
+    fn from(vars: &[(&str, &str)]) -> Result<ConnectionLimits> {
+        let vars: HashMap<_, _> = vars.iter().copied().collect();
+        ConnectionLimits::from_lookup(|name| vars.get(name).map(|value| value.to_string()))
+    }
+
+    #[test]
+    fn reads_the_environment() {
+        let limits = from(&[
+            (MAX_CONNECTIONS_ENV, "500"),
+            (MAX_CONNECTIONS_PER_PEER_ENV, " 20 "),
+            (HANDSHAKE_TIMEOUT_ENV, "2s"),
+            (HEADER_READ_TIMEOUT_ENV, ""),
+            (IDLE_TIMEOUT_ENV, "5m"),
+        ])
+        .unwrap();
+        assert_eq!(
+            limits,
+            ConnectionLimits {
+                max_connections: 500,
+                max_connections_per_peer: 20,
+                handshake_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(300),
+                ..ConnectionLimits::default()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            (MAX_CONNECTIONS_ENV, "0"),
+            (MAX_CONNECTIONS_PER_PEER_ENV, "many"),
+            (IDLE_TIMEOUT_ENV, "30"),
+        ] {
+            let err = from(&[(name, value)]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
 
     #[test]
     fn round_trips_through_json() {

@@ -22,7 +22,12 @@
 mod accept;
 mod activity;
 mod limits;
+mod serve;
 
 pub(crate) use accept::{Admitted, accept_until_stopped};
 pub(crate) use activity::{Activity, CallGuard, TrackedBody, drive};
-pub use limits::ConnectionLimits;
+pub use limits::{
+    ConnectionLimits, HANDSHAKE_TIMEOUT_ENV, HEADER_READ_TIMEOUT_ENV, IDLE_TIMEOUT_ENV,
+    MAX_CONNECTIONS_ENV, MAX_CONNECTIONS_PER_PEER_ENV,
+};
+pub use serve::serve_http;

@@ -1,0 +1,119 @@
+use std::{convert::Infallible, time::Duration};
+
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{net::TcpListener, sync::oneshot};
+use tower::ServiceExt;
+
+use super::{
+    Activity, Admitted, CallGuard, ConnectionLimits, TrackedBody, accept_until_stopped, drive,
+};
+use crate::BoxError;
+
+/// Serves a tower `service` over HTTP/1.1 and h2c on `listener`, with the
+/// connection defences of `limits`, until `stop` sends a grace period (or is
+/// dropped: no grace); then drains the open connections for that long and
+/// closes what is left.
+///
+/// This is how micro's own HTTP listeners serve (the HTTP broker's endpoint
+/// is an axum `Router` served by it); any `Service` whose errors are
+/// `Infallible`, as axum's are, can be served the same way.
+pub async fn serve_http<S, B>(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    service: S,
+    mut stop: oneshot::Receiver<Duration>,
+) where
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let mut draining = accept_until_stopped(listener, &limits, &mut stop, |admitted| {
+        serve_connection(admitted, builder.clone(), service.clone(), limits.clone())
+    })
+    .await;
+    // Idle connections close now; busy ones once their calls are answered.
+    if tokio::time::timeout(draining.grace(), draining.drain())
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            connections = draining.open(),
+            "grace period over; closing connections with calls in flight"
+        );
+    }
+    draining.close().await;
+}
+
+async fn serve_connection<S, B>(
+    admitted: Admitted,
+    builder: auto::Builder<TokioExecutor>,
+    service: S,
+    limits: ConnectionLimits,
+) where
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let Admitted {
+        stream,
+        peer,
+        accepted_at,
+        shutdown,
+        ..
+    } = admitted;
+    let activity = Activity::new();
+    let service = hyper::service::service_fn({
+        let activity = activity.clone();
+        move |request| answer(service.clone(), request, activity.begin())
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    if let Some(Err(err)) = drive(
+        connection,
+        |connection| connection.graceful_shutdown(),
+        &activity,
+        accepted_at,
+        &limits,
+        &shutdown,
+    )
+    .await
+    {
+        tracing::debug!(%peer, error = %err, "http connection ended with an error");
+    }
+}
+
+/// Answers one request, counted as a call in flight until its response body
+/// has been sent.
+async fn answer<S, B>(
+    service: S,
+    request: http::Request<Incoming>,
+    call: CallGuard,
+) -> Result<http::Response<TrackedBody<B>>, Infallible>
+where
+    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>,
+{
+    let Ok(response) = service.oneshot(request).await;
+    Ok(response.map(|body| TrackedBody::new(body, call)))
+}
