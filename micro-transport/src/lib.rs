@@ -107,6 +107,8 @@ mod call;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 #[cfg(any(feature = "http", feature = "grpc"))]
+mod connector;
+#[cfg(any(feature = "http", feature = "grpc"))]
 mod deadline;
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -119,6 +121,8 @@ pub mod listen;
 pub mod memory;
 mod request;
 mod service;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 
 pub use body::{Body, BodyStream};

@@ -96,6 +96,7 @@ forward_transport!(Box);
 /// no grace period.
 pub struct Listener {
     address: String,
+    tls: bool,
     shutdown: Option<ShutdownFn>,
 }
 
@@ -115,8 +116,21 @@ impl Listener {
     {
         Listener {
             address: address.into(),
+            tls: false,
             shutdown: Some(Box::new(shutdown)),
         }
+    }
+
+    /// Marks the listener as serving TLS, so that a service registers that
+    /// clients must dial it over TLS.
+    pub fn with_tls(mut self, tls: bool) -> Listener {
+        self.tls = tls;
+        self
+    }
+
+    /// Whether connections to this listener are TLS.
+    pub fn speaks_tls(&self) -> bool {
+        self.tls
     }
 
     /// The address actually bound, to register and to dial.
@@ -149,6 +163,7 @@ impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listener")
             .field("address", &self.address)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

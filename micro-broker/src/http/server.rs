@@ -14,7 +14,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     routing::post,
 };
-use micro_transport::listen::{ConnectionLimits, serve_http};
+use micro_transport::listen::{ConnectionLimits, ListenerTls, serve_http};
 use tokio::{net::TcpListener, sync::oneshot, task::AbortHandle};
 
 use super::{
@@ -87,7 +87,7 @@ pub(super) async fn start(
     let (keep_running, stop) = oneshot::channel();
     let task = tokio::spawn(async move {
         let _keep_running = keep_running;
-        serve_http(listener, limits, router, stop).await;
+        serve_http(listener, limits, ListenerTls::none(), router, stop).await;
     });
     Ok(Endpoint {
         advertised: advertise.map_or_else(|| bound.to_string(), str::to_owned),

@@ -10,7 +10,7 @@ use ::http::{
 };
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::client::legacy::Client;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -27,7 +27,7 @@ use crate::{
 
 /// The pooled HTTP/2 client every channel of one transport shares: one
 /// multiplexed connection per address.
-pub(super) type PooledClient = Client<HttpConnector, tonic::body::Body>;
+pub(super) type PooledClient = Client<crate::connector::Connector, tonic::body::Body>;
 
 /// The calling side of the gRPC transport: micro requests as gRPC calls to
 /// one address. Cloned for every call, so it is one shared pointer.
@@ -40,6 +40,8 @@ pub(super) struct GrpcChannel {
 struct ChannelInner {
     client: PooledClient,
     authority: Authority,
+    /// `http`, or `https` over TLS.
+    scheme: Scheme,
     package: String,
     max_message_size: usize,
     /// How requests are compressed.
@@ -50,6 +52,7 @@ impl GrpcChannel {
     pub(super) fn new(
         client: PooledClient,
         authority: Authority,
+        tls: bool,
         package: String,
         max_message_size: usize,
         compression: Compression,
@@ -58,6 +61,7 @@ impl GrpcChannel {
             inner: Arc::new(ChannelInner {
                 client,
                 authority,
+                scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
                 package,
                 max_message_size,
                 compression,
@@ -290,7 +294,7 @@ impl ChannelInner {
             Error::invalid_argument("the endpoint is not a valid gRPC path").with_source(err)
         })?;
         Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path)
             .build()

@@ -69,6 +69,10 @@ pub struct GrpcConfig {
     /// What a server allows its connections: how many, from whom, how long
     /// before the first call and between calls. See [`ConnectionLimits`].
     pub connections: ConnectionLimits,
+    /// TLS for servers (when a certificate is set) and for clients dialing
+    /// `https://` addresses (feature `tls`). See [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for GrpcConfig {
@@ -82,6 +86,8 @@ impl Default for GrpcConfig {
             compression: Compression::Identity,
             descriptor_set_files: Vec::new(),
             connections: ConnectionLimits::default(),
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -100,6 +106,8 @@ impl GrpcConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<GrpcConfig> {
         let mut config = GrpcConfig {
             connections: ConnectionLimits::from_lookup(&lookup)?,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsConfig::from_lookup(&lookup)?,
             ..GrpcConfig::default()
         };
         if let Some(package) = lookup(PACKAGE_ENV) {

@@ -77,7 +77,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{FutureExt, future::BoxFuture};
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
+    client::legacy::Client,
     rt::{TokioExecutor, TokioTimer},
 };
 use tokio_util::sync::CancellationToken;
@@ -106,6 +106,9 @@ type MountedService = BoxCloneSyncService<
 pub struct GrpcTransport {
     config: GrpcConfig,
     client: PooledClient,
+    /// Why `https://` cannot be dialed (the TLS settings did not load): its
+    /// kind and message, given to every such dial.
+    tls_error: Option<(crate::ErrorKind, String)>,
     mounted: Arc<HashMap<String, MountedService>>,
     health: Option<HealthReporter>,
 }
@@ -145,10 +148,11 @@ impl GrpcTransport {
     }
 
     fn bare(config: GrpcConfig) -> GrpcTransport {
-        let client = http2_client(&config);
+        let (client, tls_error) = http2_client(&config);
         GrpcTransport {
             config,
             client,
+            tls_error: tls_error.map(|error| (error.kind(), error.to_string())),
             mounted: Arc::new(HashMap::new()),
             health: None,
         }
@@ -196,15 +200,21 @@ impl fmt::Debug for GrpcTransport {
     }
 }
 
-fn http2_client(config: &GrpcConfig) -> PooledClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    Client::builder(TokioExecutor::new())
+/// The pooled HTTP/2 client, and why `https://` cannot be dialed when the
+/// TLS settings did not load.
+fn http2_client(config: &GrpcConfig) -> (PooledClient, Option<Error>) {
+    let (connector, tls_error) = crate::connector::connector(
+        config.connect_timeout,
+        #[cfg(feature = "tls")]
+        &config.tls,
+        crate::connector::Versions::Http2,
+    );
+    let client = Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .http2_only(true)
-        .build(connector)
+        .build(connector);
+    (client, tls_error)
 }
 
 /// Builds a [`GrpcTransport`]: settings ([`GrpcConfig`]), mounted tonic
@@ -265,6 +275,14 @@ impl GrpcTransportBuilder {
         limits: crate::listen::ConnectionLimits,
     ) -> GrpcTransportBuilder {
         self.config.connections = limits;
+        self
+    }
+
+    /// Sets [`GrpcConfig::tls`]: TLS for servers with a certificate, and
+    /// what clients trust and present when they dial `https://`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> GrpcTransportBuilder {
+        self.config.tls = tls;
         self
     }
 
@@ -423,6 +441,10 @@ impl Transport for GrpcTransport {
             mounted: self.mounted.clone(),
             cancel: CancellationToken::new(),
             limits: self.config.connections.clone(),
+            #[cfg(feature = "tls")]
+            tls: crate::listen::ListenerTls::rustls(self.config.tls.server_config(&[b"h2"])?),
+            #[cfg(not(feature = "tls"))]
+            tls: crate::listen::ListenerTls::none(),
         };
         let health = self.health.clone();
         let listener = server::listen(address, state, {
@@ -439,10 +461,15 @@ impl Transport for GrpcTransport {
     /// `http://host:port`). The connection opens on the first call, so an
     /// unreachable address is an `Unavailable` error from that call.
     async fn dial(&self, address: &str) -> Result<Channel> {
-        let authority = parse_authority(address)?;
+        let (tls, bare) = crate::connector::split_scheme(address)?;
+        if let (true, Some((kind, message))) = (tls, &self.tls_error) {
+            return Err(Error::new(*kind, format!("dialing {address}: {message}")));
+        }
+        let authority = parse_authority(bare)?;
         Ok(Channel::new(GrpcChannel::new(
             self.client.clone(),
             authority,
+            tls,
             self.config.package.clone(),
             self.config.max_message_size,
             self.config.compression,
@@ -497,10 +524,7 @@ fn set_statuses(
 /// The `host:port` of an address, refusing anything else.
 pub(crate) fn parse_authority(address: &str) -> Result<::http::uri::Authority> {
     let address = address.trim();
-    let bare = address
-        .strip_prefix("grpc://")
-        .or_else(|| address.strip_prefix("http://"))
-        .unwrap_or(address);
+    let (_tls, bare) = crate::connector::split_scheme(address)?;
     let invalid = || Error::invalid_argument(format!("{address:?} is not a host:port address"));
     if bare.is_empty() || bare.contains(['/', '?', '#', '@']) {
         return Err(invalid());

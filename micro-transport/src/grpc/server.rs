@@ -18,7 +18,8 @@ use crate::{
     Body, Error, Handler, Listener, Request, Result,
     call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
     listen::{
-        Activity, Admitted, CallGuard, ConnectionLimits, TrackedBody, accept_until_stopped, drive,
+        Activity, Admitted, CallGuard, ConnectionLimits, ListenerTls, TrackedBody,
+        accept_until_stopped, drive,
     },
 };
 
@@ -40,6 +41,8 @@ pub(super) struct ServerState {
     pub(super) cancel: CancellationToken,
     /// What the server allows its connections.
     pub(super) limits: ConnectionLimits,
+    /// TLS, when the transport has a certificate.
+    pub(super) tls: ListenerTls,
 }
 
 /// Binds `address` and serves on it until the returned listener is shut down.
@@ -58,6 +61,7 @@ pub(super) async fn listen(
         .map_err(|err| Error::from(err).context("reading the bound address"))?;
     tracing::debug!(address = %local, "grpc server listening");
     let (stop, stopped) = oneshot::channel();
+    let speaks_tls = state.tls.is_enabled();
     let server = tokio::spawn(serve(listener, Arc::new(state), stopped));
     Ok(Listener::new(local.to_string(), move |grace| {
         Box::pin(async move {
@@ -67,7 +71,8 @@ pub(super) async fn listen(
                 .await
                 .map_err(|err| Error::internal("the grpc server task failed").with_source(err))
         })
-    }))
+    })
+    .with_tls(speaks_tls))
 }
 
 /// Where to bind: `""` is a free loopback port, `:50051` is every interface.
@@ -132,13 +137,20 @@ async fn serve_connection(
         shutdown,
         ..
     } = admitted;
-    let activity = Activity::new();
     let limits = state.limits.clone();
+    let Some(io) = state
+        .tls
+        .handshake(stream, accepted_at + limits.handshake_timeout)
+        .await
+    else {
+        return;
+    };
+    let activity = Activity::new();
     let service = hyper::service::service_fn({
         let activity = activity.clone();
         move |request| handle(state.clone(), request, activity.begin())
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     if let Some(Err(err)) = drive(
         connection,
         |connection| connection.graceful_shutdown(),

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::client::legacy::Client;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// The pooled hyper client every channel of one transport shares.
-pub(super) type PooledClient = Client<HttpConnector, HttpBody>;
+pub(super) type PooledClient = Client<crate::connector::Connector, HttpBody>;
 
 /// The calling side of the HTTP transport: `POST http://{address}/{endpoint}`
 /// over the transport's connection pool. Cloned for every call, so it is one
@@ -46,6 +46,8 @@ struct ChannelInner {
     base: String,
     /// The address, parsed once; every call's URI is built from it.
     authority: Authority,
+    /// `http` or `https`.
+    scheme: Scheme,
     /// The largest request body this side sends and response body it reads.
     max_body_size: usize,
 }
@@ -56,6 +58,7 @@ impl HttpChannel {
         client: PooledClient,
         base: String,
         authority: Authority,
+        tls: bool,
         max_body_size: usize,
     ) -> HttpChannel {
         HttpChannel {
@@ -63,6 +66,7 @@ impl HttpChannel {
                 client,
                 base,
                 authority,
+                scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
                 max_body_size,
             }),
         }
@@ -222,7 +226,7 @@ impl ChannelInner {
         let path = PathAndQuery::from_maybe_shared(Bytes::from(path))
             .map_err(|err| invalid().with_source(err))?;
         Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path)
             .build()

@@ -48,6 +48,10 @@ pub struct HttpConfig {
     /// What a server allows its connections: how many, from whom, how long
     /// before the first call and between calls. See [`ConnectionLimits`].
     pub connections: ConnectionLimits,
+    /// TLS for servers (when a certificate is set) and for clients dialing
+    /// `https://` addresses (feature `tls`). See [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for HttpConfig {
@@ -59,16 +63,21 @@ impl Default for HttpConfig {
             pool_max_idle_per_host: 32,
             http2_prior_knowledge: false,
             connections: ConnectionLimits::default(),
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
 
 impl HttpConfig {
-    /// The defaults, with the connection limits read from the environment
-    /// ([`ConnectionLimits::from_env`]).
+    /// The defaults, with the connection limits
+    /// ([`ConnectionLimits::from_env`]) and, with feature `tls`, the TLS
+    /// settings (`TlsConfig::from_env`) read from the environment.
     pub fn from_env() -> crate::Result<HttpConfig> {
         Ok(HttpConfig {
             connections: ConnectionLimits::from_env()?,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsConfig::from_env()?,
             ..HttpConfig::default()
         })
     }

@@ -73,20 +73,26 @@ use std::fmt;
 
 use async_trait::async_trait;
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
+    client::legacy::Client,
     rt::{TokioExecutor, TokioTimer},
 };
 
 use self::client::{HttpChannel, PooledClient};
 pub use self::config::HttpConfig;
 pub use self::wire::{BODY_HEADER, SERVICE_HEADER, TIMEOUT_HEADER};
-use crate::{Capabilities, Channel, Error, Handler, Listener, Result, Transport};
+use crate::{
+    Capabilities, Channel, Error, Handler, Listener, Result, Transport,
+    connector::{Versions, connector, split_scheme},
+};
 
 /// The HTTP transport. Cheap to clone; clones share the client connection pool.
 #[derive(Clone)]
 pub struct HttpTransport {
     config: HttpConfig,
     client: PooledClient,
+    /// Why `https://` cannot be dialed (the TLS settings did not load):
+    /// its kind and message, given to every such dial.
+    tls_error: Option<(crate::ErrorKind, String)>,
 }
 
 impl HttpTransport {
@@ -97,9 +103,12 @@ impl HttpTransport {
 
     /// A transport with `config`.
     pub fn from_config(config: HttpConfig) -> HttpTransport {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
+        let (connector, tls_error) = connector(
+            config.connect_timeout,
+            #[cfg(feature = "tls")]
+            &config.tls,
+            Versions::Both,
+        );
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -107,7 +116,11 @@ impl HttpTransport {
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .http2_only(config.http2_prior_knowledge)
             .build(connector);
-        HttpTransport { config, client }
+        HttpTransport {
+            config,
+            client,
+            tls_error: tls_error.map(|error| (error.kind(), error.to_string())),
+        }
     }
 
     /// A builder, starting from the defaults.
@@ -196,6 +209,14 @@ impl HttpTransportBuilder {
         self
     }
 
+    /// Sets [`HttpConfig::tls`]: TLS for servers with a certificate, and
+    /// what clients trust and present when they dial `https://`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> HttpTransportBuilder {
+        self.config.tls = tls;
+        self
+    }
+
     /// Builds the transport.
     pub fn build(self) -> HttpTransport {
         HttpTransport::from_config(self.config)
@@ -217,22 +238,35 @@ impl Transport for HttpTransport {
     /// Binds `address` (`host:port`; `""` is a free loopback port, `:port` is
     /// every interface) and serves `handler` there.
     async fn listen(&self, address: &str, handler: Handler) -> Result<Listener> {
+        #[cfg(feature = "tls")]
+        let tls = crate::listen::ListenerTls::rustls(
+            self.config.tls.server_config(&[b"h2", b"http/1.1"])?,
+        );
+        #[cfg(not(feature = "tls"))]
+        let tls = crate::listen::ListenerTls::none();
         server::listen(
             address,
             handler,
             self.config.max_body_size,
             self.config.connections.clone(),
+            tls,
         )
         .await
     }
 
-    /// Returns a channel to `address` (`host:port`, optionally `http://host:port`).
-    /// Connections open on the first call, so an unreachable address is an
-    /// `Unavailable` error from that call.
+    /// Returns a channel to `address` (`host:port`, optionally `http://host:port`,
+    /// or `https://host:port` for TLS with feature `tls`). Connections open
+    /// on the first call, so an unreachable address is an `Unavailable` error
+    /// from that call.
     async fn dial(&self, address: &str) -> Result<Channel> {
-        let address = address.trim();
-        let address = address.strip_prefix("http://").unwrap_or(address);
-        let base = format!("http://{address}");
+        let (tls, address) = split_scheme(address)?;
+        if let (true, Some((kind, message))) = (tls, &self.tls_error) {
+            return Err(Error::new(
+                *kind,
+                format!("dialing https://{address}: {message}"),
+            ));
+        }
+        let base = format!("{}://{address}", if tls { "https" } else { "http" });
         let parsed: ::http::Uri = base.parse().map_err(|err| {
             Error::invalid_argument(format!("{address:?} is not a host:port address"))
                 .with_source(err)
@@ -256,6 +290,7 @@ impl Transport for HttpTransport {
             self.client.clone(),
             base,
             authority,
+            tls,
             self.config.max_body_size,
         )))
     }

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
     call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
-    listen::{ConnectionLimits, serve_http},
+    listen::{ConnectionLimits, ListenerTls, serve_http},
 };
 
 /// What every request of one server shares.
@@ -28,6 +28,7 @@ struct ServerState {
     handler: Handler,
     max_body_size: usize,
     limits: ConnectionLimits,
+    tls: ListenerTls,
 }
 
 /// Binds `address` and serves `handler` on it until the returned listener is shut down.
@@ -36,6 +37,7 @@ pub(super) async fn listen(
     handler: Handler,
     max_body_size: usize,
     limits: ConnectionLimits,
+    tls: ListenerTls,
 ) -> Result<Listener> {
     let bind_to = bind_address(address);
     let listener = TcpListener::bind(&bind_to)
@@ -49,7 +51,9 @@ pub(super) async fn listen(
         handler,
         max_body_size,
         limits,
+        tls,
     });
+    let speaks_tls = state.tls.is_enabled();
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(serve(listener, state, stopped));
     Ok(Listener::new(local.to_string(), move |grace| {
@@ -61,13 +65,17 @@ pub(super) async fn listen(
                 .await
                 .map_err(|err| Error::internal("the http server task failed").with_source(err))
         })
-    }))
+    })
+    .with_tls(speaks_tls))
 }
 
 /// Where to bind: `""` is a free loopback port, `:8080` is every interface.
 fn bind_address(address: &str) -> String {
     let address = address.trim();
-    let address = address.strip_prefix("http://").unwrap_or(address);
+    let address = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| address.strip_prefix(scheme))
+        .unwrap_or(address);
     if address.is_empty() {
         "127.0.0.1:0".to_owned()
     } else if address.starts_with(':') {
@@ -81,9 +89,9 @@ fn bind_address(address: &str) -> String {
 /// period; dropping a connection left after it drops the handler futures
 /// running on it, which cancels the calls still in flight.
 async fn serve(listener: TcpListener, state: Arc<ServerState>, stop: oneshot::Receiver<Duration>) {
-    let limits = state.limits.clone();
+    let (limits, tls) = (state.limits.clone(), state.tls.clone());
     let service = tower::service_fn(move |request| handle(state.clone(), request));
-    serve_http(listener, limits, service, stop).await;
+    serve_http(listener, limits, tls, service, stop).await;
     tracing::debug!("http server stopped");
 }
 

@@ -21,11 +21,13 @@
 
 mod accept;
 mod activity;
+mod io;
 mod limits;
 mod serve;
 
 pub(crate) use accept::{Admitted, accept_until_stopped};
 pub(crate) use activity::{Activity, CallGuard, TrackedBody, drive};
+pub use io::ListenerTls;
 pub use limits::{
     ConnectionLimits, HANDSHAKE_TIMEOUT_ENV, HEADER_READ_TIMEOUT_ENV, IDLE_TIMEOUT_ENV,
     MAX_CONNECTIONS_ENV, MAX_CONNECTIONS_PER_PEER_ENV,

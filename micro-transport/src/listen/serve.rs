@@ -10,12 +10,14 @@ use tokio::{net::TcpListener, sync::oneshot};
 use tower::ServiceExt;
 
 use super::{
-    Activity, Admitted, CallGuard, ConnectionLimits, TrackedBody, accept_until_stopped, drive,
+    Activity, Admitted, CallGuard, ConnectionLimits, ListenerTls, TrackedBody,
+    accept_until_stopped, drive,
 };
 use crate::BoxError;
 
-/// Serves a tower `service` over HTTP/1.1 and h2c on `listener`, with the
-/// connection defences of `limits`, until `stop` sends a grace period (or is
+/// Serves a tower `service` over HTTP/1.1 and HTTP/2 (h2c, or negotiated by
+/// ALPN over `tls`) on `listener`, with the connection defences of `limits`
+/// (the TLS handshake counts against the handshake deadline), until `stop` sends a grace period (or is
 /// dropped: no grace); then drains the open connections for that long and
 /// closes what is left.
 ///
@@ -25,6 +27,7 @@ use crate::BoxError;
 pub async fn serve_http<S, B>(
     listener: TcpListener,
     limits: ConnectionLimits,
+    tls: ListenerTls,
     service: S,
     mut stop: oneshot::Receiver<Duration>,
 ) where
@@ -44,7 +47,13 @@ pub async fn serve_http<S, B>(
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let mut draining = accept_until_stopped(listener, &limits, &mut stop, |admitted| {
-        serve_connection(admitted, builder.clone(), service.clone(), limits.clone())
+        serve_connection(
+            admitted,
+            builder.clone(),
+            service.clone(),
+            limits.clone(),
+            tls.clone(),
+        )
     })
     .await;
     // Idle connections close now; busy ones once their calls are answered.
@@ -65,6 +74,7 @@ async fn serve_connection<S, B>(
     builder: auto::Builder<TokioExecutor>,
     service: S,
     limits: ConnectionLimits,
+    tls: ListenerTls,
 ) where
     S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
         + Clone
@@ -82,13 +92,19 @@ async fn serve_connection<S, B>(
         shutdown,
         ..
     } = admitted;
+    let Some(io) = tls
+        .handshake(stream, accepted_at + limits.handshake_timeout)
+        .await
+    else {
+        return;
+    };
     let activity = Activity::new();
     let service = hyper::service::service_fn({
         let activity = activity.clone();
         move |request| answer(service.clone(), request, activity.begin())
     });
     let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .into_owned();
     if let Some(Err(err)) = drive(
         connection,

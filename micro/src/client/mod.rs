@@ -383,7 +383,7 @@ impl Client {
         // long as this try: its id and address are copied only when needed.
         let services;
         let (address, node_id) = match &call.address {
-            Some(address) => (address.as_str(), None),
+            Some(address) => (std::borrow::Cow::Borrowed(address.as_str()), None),
             None => {
                 let lookup = self.lookup(tries.backends, &call.service);
                 services = tokio::time::timeout_at(deadline, lookup)
@@ -395,10 +395,10 @@ impl Client {
                     &services,
                     &tries.tried.lock(),
                 )?;
-                (node.address.as_str(), Some(node.id.as_str()))
+                (crate::service::dial_address(node), Some(node.id.as_str()))
             }
         };
-        let channel = tokio::time::timeout_at(deadline, self.channel(tries.backends, address))
+        let channel = tokio::time::timeout_at(deadline, self.channel(tries.backends, &address))
             .await
             .unwrap_or_else(|_| Err(past_deadline()))?;
         let request = Request {
@@ -427,7 +427,7 @@ impl Client {
             }
             if err.kind() == ErrorKind::Unavailable {
                 // The connection may be what broke: dial afresh next time.
-                self.forget_channel(address);
+                self.forget_channel(&address);
             }
         }
         result

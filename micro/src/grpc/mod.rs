@@ -226,7 +226,11 @@ impl Inner {
         // A copy: the lookup awaits, and the list is shared with no lock held.
         let tried_so_far = tried.lock().clone();
         let node = self.pick(&tried_so_far).await?;
-        let uri: Uri = format!("http://{}{path}", node.address)
+        let scheme = match node.metadata.get(crate::service::NODE_TLS) {
+            Some("true") => "https",
+            _ => "http",
+        };
+        let uri: Uri = format!("{scheme}://{}{path}", node.address)
             .parse()
             .map_err(|err| {
                 Error::invalid_argument(format!("node address {:?} is not host:port", node.address))

@@ -55,6 +55,19 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:0";
 pub const NODE_TRANSPORT: &str = "transport";
 /// Node metadata key: the content types the node understands, comma-separated.
 pub const NODE_CONTENT_TYPES: &str = "content-types";
+/// Node metadata key: `true` when the node serves TLS, so clients dial it
+/// over TLS (`https://`) without being told.
+pub const NODE_TLS: &str = "tls";
+
+/// The address a client dials for `node`: `https://` in front when the node
+/// registered that it serves TLS.
+pub(crate) fn dial_address(node: &crate::registry::Node) -> std::borrow::Cow<'_, str> {
+    if node.metadata.get(NODE_TLS) == Some("true") {
+        std::borrow::Cow::Owned(format!("https://{}", node.address))
+    } else {
+        std::borrow::Cow::Borrowed(node.address.as_str())
+    }
+}
 
 type Hook = Arc<dyn Fn() -> BoxFuture<'static, Result<()>> + Send + Sync>;
 type RunningHook = Arc<dyn Fn(&RunningService) -> BoxFuture<'static, Result<()>> + Send + Sync>;

@@ -6,7 +6,7 @@ use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Hooks, NODE_CONTENT_TYPES, NODE_TRANSPORT, Service};
+use super::{Hooks, NODE_CONTENT_TYPES, NODE_TLS, NODE_TRANSPORT, Service};
 use crate::{
     Client, Error, Result,
     codec::SUPPORTED,
@@ -203,7 +203,7 @@ pub(super) async fn start(service: Service) -> Result<RunningService> {
         .await
         .map_err(|err| err.context(format!("listening on {:?}", service.address)))?;
     let address = listener.address().to_owned();
-    let registration = registration(&service, &address);
+    let registration = registration(&service, &address, listener.speaks_tls());
     let mut running = RunningService {
         name: service.name.clone(),
         address,
@@ -256,11 +256,14 @@ pub(super) async fn start(service: Service) -> Result<RunningService> {
     Ok(running)
 }
 
-fn registration(service: &Service, address: &str) -> registry::Service {
+fn registration(service: &Service, address: &str, tls: bool) -> registry::Service {
     let suffix: u64 = rand::rng().random();
     let mut node = Node::new(format!("{}-{suffix:016x}", service.name), address)
         .with_metadata(NODE_TRANSPORT, service.transport.scheme())
         .with_metadata(NODE_CONTENT_TYPES, SUPPORTED.join(","));
+    if tls {
+        node = node.with_metadata(NODE_TLS, "true");
+    }
     node.metadata.extend_from(&service.metadata);
     let mut registration = registry::Service::new(service.name.clone())
         .with_version(service.version.clone())

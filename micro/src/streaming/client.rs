@@ -140,16 +140,16 @@ impl Client {
         let call = attempt.call;
         let services;
         let (address, node_id) = match &call.address {
-            Some(address) => (address.as_str(), None),
+            Some(address) => (std::borrow::Cow::Borrowed(address.as_str()), None),
             None => {
                 let lookup = self.lookup(backends, &call.service);
                 services = until(attempt.opening, lookup, || not_opened(call)).await?;
                 let node =
                     self.pick_node(backends, &call.service, &services, &attempt.tried.lock())?;
-                (node.address.as_str(), Some(node.id.as_str()))
+                (crate::service::dial_address(node), Some(node.id.as_str()))
             }
         };
-        let channel = until(attempt.opening, self.channel(backends, address), || {
+        let channel = until(attempt.opening, self.channel(backends, &address), || {
             not_opened(call)
         })
         .await?;
@@ -185,7 +185,7 @@ impl Client {
                 attempt.tried.add(id);
             }
             if err.kind() == ErrorKind::Unavailable {
-                self.forget_channel(address);
+                self.forget_channel(&address);
             }
         }
         result
