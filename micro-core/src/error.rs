@@ -251,6 +251,10 @@ impl Error {
         failed_precondition => FailedPrecondition,
         /// An [`ErrorKind::Cancelled`] error.
         cancelled => Cancelled,
+        /// An [`ErrorKind::Unauthenticated`] error.
+        unauthenticated => Unauthenticated,
+        /// An [`ErrorKind::PermissionDenied`] error.
+        permission_denied => PermissionDenied,
     }
 
     /// Attaches the underlying cause.

@@ -1,0 +1,97 @@
+//! micro's Auth building block: who is calling, and may they.
+//!
+//! An [`Auth`] backend inspects a credential (a bearer token) into an
+//! [`Account`]; [`Rules`] decide from the account's scopes which endpoints it
+//! may call. micro's server applies both to every call before the handler
+//! runs and before the body is decoded, and hands the account to the handler
+//! in its context.
+//!
+//! ```
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! # block_on(async {
+//! use micro_auth::{Account, Auth, ErrorKind, Rule, Rules, tokens::StaticTokens};
+//!
+//! let auth = StaticTokens::new()
+//!     .token("t-reader", Account::new("ada", "static").with_scopes(["orders:read"]));
+//! let rules = Rules::new()
+//!     .public("Health.*")
+//!     .rule(Rule::grant("orders", "Orders.Get", "orders:read"));
+//!
+//! let ada = auth.inspect("t-reader").await.unwrap();
+//! assert!(rules.verify(Some(&ada), "orders", "Orders.Get").is_ok());
+//! let denied = rules.verify(Some(&ada), "orders", "Orders.Delete").unwrap_err();
+//! assert_eq!(denied.kind(), ErrorKind::PermissionDenied);
+//! assert!(rules.verify(None, "orders", "Health.Check").is_ok());
+//! # });
+//! ```
+//!
+//! | backend | what it accepts | feature |
+//! |---|---|---|
+//! | [`tokens::StaticTokens`] | a fixed table of tokens, each an account | always |
+//! | `jwt::JwtAuth` | JSON Web Tokens signed by a configured key or JWKS | `jwt` |
+
+mod account;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+#[cfg(feature = "jwt")]
+pub mod jwt;
+mod rules;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use account::Account;
+pub use micro_core::{Error, ErrorKind, Result};
+pub use rules::{Access, Rule, Rules};
+
+/// Turns a credential into the [`Account`] it stands for.
+///
+/// A credential that is not valid (unknown, malformed, expired, badly
+/// signed) is `Unauthenticated`, with a message that helps no attacker.
+#[async_trait]
+pub trait Auth: std::fmt::Debug + Send + Sync + 'static {
+    /// The account `credential` (a bearer token, without `Bearer `) stands for.
+    async fn inspect(&self, credential: &str) -> Result<Account>;
+}
+
+/// A shared, type-erased [`Auth`] backend.
+pub type DynAuth = Arc<dyn Auth>;
+
+macro_rules! forward_auth {
+    ($($wrapper:ty),*) => {$(
+        #[async_trait]
+        impl<T: Auth + ?Sized> Auth for $wrapper {
+            async fn inspect(&self, credential: &str) -> Result<Account> {
+                (**self).inspect(credential).await
+            }
+        }
+    )*};
+}
+
+forward_auth!(Arc<T>, Box<T>);
+
+/// The credential in an `authorization` value: the token after `Bearer `
+/// (any case), or `None` when there is none.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_bearer_tokens() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
+}
