@@ -30,11 +30,17 @@ pub async fn a_valid_credential_is_its_account(fixture: &Fixture<impl Auth>) {
 /// Unknown, empty and altered credentials are `Unauthenticated`.
 pub async fn invalid_credentials_are_unauthenticated(fixture: &Fixture<impl Auth>) {
     let mut altered = fixture.valid.clone();
-    let last = altered.pop().map_or('x', |c| if c == 'A' { 'B' } else { 'A' });
+    let last = altered
+        .pop()
+        .map_or('x', |c| if c == 'A' { 'B' } else { 'A' });
     altered.push(last);
     for credential in ["", "not-a-credential", &altered, "Bearer x.y.z"] {
         let err = fixture.auth.inspect(credential).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{credential:?}: {err}");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Unauthenticated,
+            "{credential:?}: {err}"
+        );
     }
 }
 

@@ -75,7 +75,10 @@ impl JwtAuth {
         validation
     }
 
-    fn verify(&self, token: &str) -> std::result::Result<Map<String, Value>, jsonwebtoken::errors::Error> {
+    fn verify(
+        &self,
+        token: &str,
+    ) -> std::result::Result<Map<String, Value>, jsonwebtoken::errors::Error> {
         let header = jsonwebtoken::decode_header(token)?;
         let candidates = self.keys.iter().filter(|key| match (&header.kid, &key.id) {
             (Some(wanted), Some(id)) => wanted == id,
@@ -83,7 +86,11 @@ impl JwtAuth {
         });
         let mut last = jsonwebtoken::errors::ErrorKind::InvalidSignature.into();
         for key in candidates {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation(&key.algorithms)) {
+            match jsonwebtoken::decode::<Map<String, Value>>(
+                token,
+                &key.key,
+                &self.validation(&key.algorithms),
+            ) {
                 Ok(data) => return Ok(data.claims),
                 Err(err) => last = err,
             }
@@ -104,14 +111,24 @@ impl Auth for JwtAuth {
 }
 
 fn account(claims: &Map<String, Value>) -> Account {
-    let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let mut account = Account::new(text("sub"), text("iss"));
     if let Some(scope) = claims.get("scope").and_then(Value::as_str) {
-        account.scopes.extend(scope.split_whitespace().map(str::to_owned));
+        account
+            .scopes
+            .extend(scope.split_whitespace().map(str::to_owned));
     }
     for name in ["scopes", "scp"] {
         if let Some(Value::Array(scopes)) = claims.get(name) {
-            account.scopes.extend(scopes.iter().filter_map(Value::as_str).map(str::to_owned));
+            account
+                .scopes
+                .extend(scopes.iter().filter_map(Value::as_str).map(str::to_owned));
         }
     }
     for (name, value) in claims {
@@ -200,8 +217,9 @@ impl JwtAuthBuilder {
 
     /// Verifies HS256..HS512 tokens with the shared `secret`.
     pub fn hmac_secret(mut self, secret: &[u8]) -> JwtAuthBuilder {
-        let key = DecodingKey::from_secret(secret)
-            .map_err(|err| Error::invalid_argument(format!("the HMAC secret is not usable: {err}")));
+        let key = DecodingKey::from_secret(secret).map_err(|err| {
+            Error::invalid_argument(format!("the HMAC secret is not usable: {err}"))
+        });
         self.keys.push(key.map(|key| Key {
             id: None,
             key,
@@ -230,7 +248,10 @@ impl JwtAuthBuilder {
                         _ => Vec::new(),
                     };
                     let key = DecodingKey::from_jwk(jwk).map_err(|err| {
-                        Error::invalid_argument(format!("{}: a key is not usable: {err}", path.display()))
+                        Error::invalid_argument(format!(
+                            "{}: a key is not usable: {err}",
+                            path.display()
+                        ))
                     })?;
                     Ok(Key {
                         id: jwk.common.key_id.clone(),
@@ -241,7 +262,11 @@ impl JwtAuthBuilder {
                 .collect::<Result<Vec<Key>>>()
         });
         match keys {
-            Ok(keys) => self.keys.extend(keys.into_iter().filter(|key| !key.algorithms.is_empty()).map(Ok)),
+            Ok(keys) => self.keys.extend(
+                keys.into_iter()
+                    .filter(|key| !key.algorithms.is_empty())
+                    .map(Ok),
+            ),
             Err(err) => self.keys.push(Err(err)),
         }
         self
@@ -255,7 +280,10 @@ impl JwtAuthBuilder {
     ) -> JwtAuthBuilder {
         let key = read(path).and_then(|pem| {
             parse(&pem).map_err(|err| {
-                Error::invalid_argument(format!("{}: not a usable public key: {err}", path.display()))
+                Error::invalid_argument(format!(
+                    "{}: not a usable public key: {err}",
+                    path.display()
+                ))
             })
         });
         self.keys.push(key.map(|key| Key {
@@ -271,7 +299,9 @@ impl JwtAuthBuilder {
     pub fn build(self) -> Result<JwtAuth> {
         let keys = self.keys.into_iter().collect::<Result<Vec<Key>>>()?;
         if keys.is_empty() {
-            return Err(Error::invalid_argument("a JWT backend needs at least one key"));
+            return Err(Error::invalid_argument(
+                "a JWT backend needs at least one key",
+            ));
         }
         Ok(JwtAuth {
             keys,

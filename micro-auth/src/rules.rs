@@ -52,7 +52,11 @@ fn any() -> String {
 
 impl Rule {
     /// Grants calls of `endpoint` of `service` to callers holding `scope`.
-    pub fn grant(service: impl Into<String>, endpoint: impl Into<String>, scope: impl Into<String>) -> Rule {
+    pub fn grant(
+        service: impl Into<String>,
+        endpoint: impl Into<String>,
+        scope: impl Into<String>,
+    ) -> Rule {
         Rule {
             service: service.into(),
             endpoint: endpoint.into(),
@@ -63,7 +67,11 @@ impl Rule {
     }
 
     /// Denies calls of `endpoint` of `service` to callers holding `scope`.
-    pub fn deny(service: impl Into<String>, endpoint: impl Into<String>, scope: impl Into<String>) -> Rule {
+    pub fn deny(
+        service: impl Into<String>,
+        endpoint: impl Into<String>,
+        scope: impl Into<String>,
+    ) -> Rule {
         Rule {
             access: Access::Deny,
             ..Rule::grant(service, endpoint, scope)
@@ -134,7 +142,12 @@ impl Rules {
 
     fn sort(&mut self) {
         // Stable: rules of equal rank keep the order they were added in.
-        self.rules.sort_by_key(|rule| (std::cmp::Reverse(rule.priority), rule.access == Access::Grant));
+        self.rules.sort_by_key(|rule| {
+            (
+                std::cmp::Reverse(rule.priority),
+                rule.access == Access::Grant,
+            )
+        });
     }
 
     /// Decides a call of `endpoint` of `service` by `account` (`None`: no
@@ -191,7 +204,10 @@ mod tests {
     #[test]
     fn with_rules_an_undecided_call_is_refused() {
         let rules = Rules::new().rule(Rule::grant("orders", "Orders.Get", "orders:read"));
-        assert_eq!(kind(rules.verify(Some(&reader()), "orders", "Orders.Get")), None);
+        assert_eq!(
+            kind(rules.verify(Some(&reader()), "orders", "Orders.Get")),
+            None
+        );
         assert_eq!(
             kind(rules.verify(Some(&reader()), "orders", "Orders.Delete")),
             Some(ErrorKind::PermissionDenied)
@@ -226,7 +242,11 @@ mod tests {
             kind(rules.verify(Some(&reader()), "orders", "Orders.Delete")),
             Some(ErrorKind::PermissionDenied)
         );
-        assert!(rules.verify(Some(&reader()), "orders", "Orders.Get").is_ok());
+        assert!(
+            rules
+                .verify(Some(&reader()), "orders", "Orders.Get")
+                .is_ok()
+        );
         let tie = Rules::new()
             .rule(Rule::grant("orders", "*", "orders:read"))
             .rule(Rule::deny("orders", "*", "orders:read"));
@@ -252,7 +272,11 @@ mod tests {
         )
         .unwrap();
         assert!(rules.verify(None, "x", "Health.Check").is_ok());
-        assert!(rules.verify(Some(&reader()), "orders", "Orders.Get").is_ok());
+        assert!(
+            rules
+                .verify(Some(&reader()), "orders", "Orders.Get")
+                .is_ok()
+        );
         assert!(serde_json::from_str::<Rules>(r#"[{"access": "maybe"}]"#).is_err());
     }
 }

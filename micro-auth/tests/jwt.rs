@@ -13,7 +13,10 @@ const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "orders";
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn claims() -> Value {
@@ -62,7 +65,10 @@ async fn a_valid_token_is_its_account_with_scopes_and_claims() {
     assert_eq!(account.id, "ada");
     assert_eq!(account.issuer, ISSUER);
     assert_eq!(account.scopes, ["orders:read", "profile"]);
-    assert_eq!(account.metadata.get("tenant").map(String::as_str), Some("acme"));
+    assert_eq!(
+        account.metadata.get("tenant").map(String::as_str),
+        Some("acme")
+    );
 }
 
 fn with(change: impl FnOnce(&mut Value)) -> Value {
@@ -80,9 +86,11 @@ async fn every_forged_or_misaddressed_token_is_unauthenticated() {
         let bytes = value.to_string().into_bytes();
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+            let n =
+                chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
             for i in 0..=chunk.len() {
-                out.write_char(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize])).unwrap();
+                out.write_char(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]))
+                    .unwrap();
             }
         }
         out
@@ -97,10 +105,22 @@ async fn every_forged_or_misaddressed_token_is_unauthenticated() {
     let cases: Vec<(&str, String)> = vec![
         ("malformed", "not.a.token".to_owned()),
         ("expired", rs256(&with(|c| c["exp"] = json!(now() - 120)))),
-        ("not yet valid", rs256(&with(|c| c["nbf"] = json!(now() + 120)))),
-        ("wrong issuer", rs256(&with(|c| c["iss"] = json!("https://evil.example")))),
-        ("wrong audience", rs256(&with(|c| c["aud"] = json!("billing")))),
-        ("no expiry", rs256(&with(|c| drop(c.as_object_mut().unwrap().remove("exp"))))),
+        (
+            "not yet valid",
+            rs256(&with(|c| c["nbf"] = json!(now() + 120))),
+        ),
+        (
+            "wrong issuer",
+            rs256(&with(|c| c["iss"] = json!("https://evil.example"))),
+        ),
+        (
+            "wrong audience",
+            rs256(&with(|c| c["aud"] = json!("billing"))),
+        ),
+        (
+            "no expiry",
+            rs256(&with(|c| drop(c.as_object_mut().unwrap().remove("exp")))),
+        ),
         (
             "wrong signature",
             encode(
@@ -112,15 +132,26 @@ async fn every_forged_or_misaddressed_token_is_unauthenticated() {
         ),
         (
             "alg none",
-            format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims())),
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&claims())
+            ),
         ),
-        ("HS256 signed with the RS256 public key", hs256_with_public_key),
+        (
+            "HS256 signed with the RS256 public key",
+            hs256_with_public_key,
+        ),
     ];
     let auth = auth();
     for (case, token) in cases {
         let err = auth.inspect(&token).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{case}: {err}");
-        assert_eq!(err.message(), "the token is not valid", "{case}: says nothing more");
+        assert_eq!(
+            err.message(),
+            "the token is not valid",
+            "{case}: says nothing more"
+        );
     }
     // Within the leeway, a just-expired token still passes.
     let just_expired = rs256(&with(|c| c["exp"] = json!(now() - 2)));
@@ -139,20 +170,43 @@ async fn keys_come_from_a_jwks_file_chosen_by_kid() {
     }]});
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, jwks.to_string()).unwrap();
-    let auth = JwtAuth::builder().issuer(ISSUER).jwks_file(&path).build().unwrap();
+    let auth = JwtAuth::builder()
+        .issuer(ISSUER)
+        .jwks_file(&path)
+        .build()
+        .unwrap();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("k1".to_owned());
-    let token = encode(&header, &claims(), &EncodingKey::from_secret(secret).unwrap()).unwrap();
+    let token = encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap();
     assert_eq!(auth.inspect(&token).await.unwrap().id, "ada");
     header.kid = Some("unknown".to_owned());
-    let token = encode(&header, &claims(), &EncodingKey::from_secret(secret).unwrap()).unwrap();
-    assert_eq!(auth.inspect(&token).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
+    let token = encode(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        auth.inspect(&token).await.unwrap_err().kind(),
+        ErrorKind::Unauthenticated
+    );
 }
 
 #[test]
 fn unusable_keys_are_named_at_build() {
-    let err = JwtAuth::builder().rsa_pem_file("/nonexistent.pem").build().unwrap_err();
+    let err = JwtAuth::builder()
+        .rsa_pem_file("/nonexistent.pem")
+        .build()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("/nonexistent.pem"), "{err}");
-    assert_eq!(JwtAuth::builder().build().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        JwtAuth::builder().build().unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 }

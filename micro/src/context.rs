@@ -10,9 +10,12 @@ use crate::{Client, Metadata, config::Config};
 ///
 /// Everything does except per-hop keys: HTTP framing and negotiation headers
 /// (`content-type`, `content-length`, `host`, `user-agent`, ...) and
-/// transport-internal keys (prefixed `grpc-`, `micro-` or `:`).
+/// transport-internal keys (prefixed `grpc-`, `micro-` or `:`), and the
+/// caller's credential (`authorization`), which goes on only through
+/// [`Context::client_as_caller`].
 pub fn is_propagated(key: &str) -> bool {
-    !micro_transport::is_per_hop(&key.to_ascii_lowercase())
+    let key = key.to_ascii_lowercase();
+    key != "authorization" && !micro_transport::is_per_hop(&key)
 }
 
 /// What a handler or subscriber sees about the call or message it is serving.
@@ -52,6 +55,7 @@ pub struct Context {
     deadline: Option<Instant>,
     client: Option<Client>,
     config: Option<Config>,
+    account: Option<crate::auth::Account>,
 }
 
 impl Context {
@@ -67,7 +71,21 @@ impl Context {
             deadline: None,
             client: None,
             config: None,
+            account: None,
         }
+    }
+
+    /// Sets the caller's account, as [`Context::account`] returns it.
+    pub fn with_account(mut self, account: Option<crate::auth::Account>) -> Context {
+        self.account = account;
+        self
+    }
+
+    /// The caller's account, when the server authenticates callers
+    /// ([`ServiceBuilder::auth`](crate::ServiceBuilder::auth)) and the call
+    /// carried a valid credential.
+    pub fn account(&self) -> Option<&crate::auth::Account> {
+        self.account.as_ref()
     }
 
     /// Sets the metadata.
@@ -175,6 +193,20 @@ impl Context {
             None => Client::detached(),
         }
     }
+
+    /// Like [`Context::client`], but its calls also carry the caller's
+    /// credential (`authorization`), so that the next service decides on the
+    /// original caller's account rather than on this service's own.
+    pub fn client_as_caller(&self) -> Client {
+        let mut metadata = self.propagated_metadata();
+        if let Some(credential) = self.metadata.get("authorization") {
+            metadata.insert("authorization", credential);
+        }
+        match &self.client {
+            Some(client) => client.scoped(self.deadline, metadata),
+            None => Client::detached(),
+        }
+    }
 }
 
 impl fmt::Debug for Context {
@@ -186,6 +218,7 @@ impl fmt::Debug for Context {
             .field("remaining", &self.remaining())
             .field("has_client", &self.client.is_some())
             .field("has_config", &self.config.is_some())
+            .field("account", &self.account.as_ref().map(|account| &account.id))
             .finish()
     }
 }

@@ -125,6 +125,7 @@ pub use client::{Client, ClientBuilder};
 pub use codec::ContentType;
 pub use context::{Context, is_propagated};
 pub use endpoint::Endpoint;
+pub use micro_auth as auth;
 pub use micro_broker as broker;
 pub use micro_broker::SubscribeOptions;
 pub use micro_config as config;

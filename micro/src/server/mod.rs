@@ -54,11 +54,14 @@
 //! ([`Subscribers::undecodable_messages`]) and acknowledged, so it is dropped
 //! rather than redelivered forever.
 
+mod auth;
 mod ordered;
 mod router;
 mod subscriber;
 
 use std::{collections::BTreeMap, fmt, future::Future, sync::Arc};
+
+pub use self::auth::RulesHandle;
 
 use futures::{FutureExt, future::BoxFuture};
 use tower::{Layer, Service as TowerService};
@@ -115,6 +118,7 @@ pub struct Server {
     layers: Vec<HandlerLayer>,
     client: Option<Client>,
     config: Option<crate::config::Config>,
+    authorizer: Option<Arc<auth::Authorizer>>,
 }
 
 impl Server {
@@ -353,7 +357,45 @@ impl Server {
         self.layers.extend(other.layers);
         self.client = other.client.or(self.client);
         self.config = other.config.or(self.config);
+        self.authorizer = other.authorizer.or(self.authorizer);
         self
+    }
+
+    /// Authenticates callers with `auth`: a call's `authorization` metadata
+    /// (`Bearer <token>`; the HTTP header of that name) is inspected into
+    /// the [`Account`](crate::auth::Account) its handler sees in
+    /// [`Context::account`]. A credential that does not check out is
+    /// `Unauthenticated`. Which accounts may call what is up to the
+    /// [`rule`](Server::rule)s; with none, every caller may call everything.
+    pub fn auth(mut self, auth: impl crate::auth::Auth) -> Server {
+        self.authorizer().set_auth(auth);
+        self
+    }
+
+    /// Adds an access rule; with any rule, a call no rule grants is refused
+    /// (`Unauthenticated` without a credential, else `PermissionDenied`),
+    /// before its handler runs or its body is read. See
+    /// [`micro::auth::Rules`](crate::auth::Rules).
+    pub fn rule(mut self, rule: crate::auth::Rule) -> Server {
+        self.authorizer().update_rules(|rules| rules.rule(rule));
+        self
+    }
+
+    /// Lets anyone call `endpoint` (exact, or `Prefix.*`), with or without a
+    /// credential.
+    pub fn public(self, endpoint: impl Into<String>) -> Server {
+        self.rule(crate::auth::Rule::grant("*", endpoint, ""))
+    }
+
+    /// A handle to replace this server's rules while it runs (say, when the
+    /// configuration they are read from changes).
+    pub fn rules_handle(&mut self) -> RulesHandle {
+        self.authorizer();
+        RulesHandle(self.authorizer.clone().unwrap_or_default())
+    }
+
+    fn authorizer(&mut self) -> &auth::Authorizer {
+        self.authorizer.get_or_insert_with(Default::default)
     }
 
     /// Wraps the router in a tower layer, e.g. a concurrency limit or a
@@ -412,6 +454,7 @@ impl Server {
                 .collect(),
             self.client.clone(),
             self.config.clone(),
+            self.authorizer.clone(),
         );
         // Declared after the layers, which wrap the router in new handlers.
         let endpoints = EndpointSet::new(self.name.clone(), self.routes.keys().cloned());

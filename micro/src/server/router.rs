@@ -9,7 +9,7 @@ use std::{
 
 use futures::{FutureExt, future::BoxFuture};
 
-use super::RouteFn;
+use super::{RouteFn, auth::Authorizer};
 use crate::{
     Client, Context, Error, Result,
     config::Config,
@@ -28,6 +28,7 @@ struct Inner {
     routes: HashMap<String, RouteFn>,
     client: Option<Client>,
     config: Option<Config>,
+    authorizer: Option<Arc<Authorizer>>,
 }
 
 impl Router {
@@ -36,6 +37,7 @@ impl Router {
         routes: HashMap<String, RouteFn>,
         client: Option<Client>,
         config: Option<Config>,
+        authorizer: Option<Arc<Authorizer>>,
     ) -> Router {
         Router {
             inner: Arc::new(Inner {
@@ -43,6 +45,7 @@ impl Router {
                 routes,
                 client,
                 config,
+                authorizer,
             }),
         }
     }
@@ -64,6 +67,17 @@ impl tower::Service<Request> for Router {
 
 impl Inner {
     async fn dispatch(self: Arc<Self>, mut request: Request) -> Result<Response> {
+        // Before the route is looked up: an unknown caller learns nothing,
+        // not even which endpoints exist.
+        let account = match &self.authorizer {
+            Some(authorizer) => {
+                let service = self.service_name(&request);
+                authorizer
+                    .authorize(service, &request.endpoint, &request.metadata)
+                    .await?
+            }
+            None => None,
+        };
         let Some((endpoint, route)) = self.routes.get_key_value(&request.endpoint) else {
             return Err(Error::not_found(format!(
                 "unknown endpoint {:?}",
@@ -71,7 +85,7 @@ impl Inner {
             )));
         };
         let deadline = request.deadline;
-        let ctx = self.context(&mut request);
+        let ctx = self.context(&mut request).with_account(account);
         let call = AssertUnwindSafe(route(ctx, request)).catch_unwind();
         let outcome = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, call).await.map_err(|_| {
@@ -96,12 +110,16 @@ impl Inner {
 
     /// The handler's context. The request's metadata moves into it: routes
     /// read only the request's content type and body.
-    fn context(&self, request: &mut Request) -> Context {
-        let service = if self.name.is_empty() {
-            request.service.clone()
+    fn service_name<'a>(&'a self, request: &'a Request) -> &'a str {
+        if self.name.is_empty() {
+            &request.service
         } else {
-            self.name.clone()
-        };
+            &self.name
+        }
+    }
+
+    fn context(&self, request: &mut Request) -> Context {
+        let service = self.service_name(request).to_owned();
         let mut metadata = std::mem::take(&mut request.metadata);
         metadata.insert("content-type", request.content_type.clone());
         let ctx = Context::new(service, request.endpoint.clone())

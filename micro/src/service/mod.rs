@@ -383,6 +383,48 @@ impl ServiceBuilder {
         self
     }
 
+    /// Authenticates callers with `auth` ([`Server::auth`]): handlers see
+    /// the caller's account in [`Context::account`].
+    ///
+    /// ```
+    /// use micro::auth::{Account, Rule, tokens::StaticTokens};
+    ///
+    /// let service = micro::Service::builder("orders")
+    ///     .auth(StaticTokens::new().token("t-1", Account::new("ada", "static").with_scopes(["orders:read"])))
+    ///     .public("Health.*")
+    ///     .rule(Rule::grant("orders", "Orders.*", "orders:read"))
+    ///     .handle("Orders.Get", |ctx, id: u64| async move {
+    ///         let who = ctx.account().map(|account| account.id.clone());
+    ///         Ok(format!("order {id} for {who:?}"))
+    ///     })
+    ///     .build()?;
+    /// # drop(service);
+    /// # Ok::<(), micro::Error>(())
+    /// ```
+    pub fn auth(mut self, auth: impl crate::auth::Auth) -> ServiceBuilder {
+        self.server = self.server.auth(auth);
+        self
+    }
+
+    /// Adds an access rule ([`Server::rule`]): with any rule, a call no rule
+    /// grants is refused before its handler runs or its body is read.
+    pub fn rule(mut self, rule: crate::auth::Rule) -> ServiceBuilder {
+        self.server = self.server.rule(rule);
+        self
+    }
+
+    /// Lets anyone call `endpoint` (exact, or `Prefix.*`) ([`Server::public`]).
+    pub fn public(mut self, endpoint: impl Into<String>) -> ServiceBuilder {
+        self.server = self.server.public(endpoint);
+        self
+    }
+
+    /// A handle to replace the service's rules while it runs
+    /// ([`Server::rules_handle`]), for rules kept in configuration.
+    pub fn rules_handle(&mut self) -> crate::server::RulesHandle {
+        self.server.rules_handle()
+    }
+
     /// Runs before the service listens; an error aborts the start.
     pub fn before_start<F, Fut>(mut self, hook: F) -> ServiceBuilder
     where

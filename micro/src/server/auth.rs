@@ -1,0 +1,71 @@
+//! Who may call: the server's [`Auth`] backend and [`Rules`], applied to
+//! every call before its route is looked up or its body decoded.
+
+use std::sync::{PoisonError, RwLock};
+
+use micro_auth::{Account, Auth, DynAuth, Rules, bearer_token};
+
+use crate::{Error, Metadata, Result};
+
+/// The metadata key (and HTTP header) carrying a caller's credential.
+pub(crate) const AUTHORIZATION: &str = "authorization";
+
+/// A server's authentication backend and access rules.
+#[derive(Debug, Default)]
+pub(crate) struct Authorizer {
+    auth: RwLock<Option<DynAuth>>,
+    rules: RwLock<Rules>,
+}
+
+impl Authorizer {
+    pub(crate) fn set_auth(&self, auth: impl Auth) {
+        *self.auth.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(std::sync::Arc::new(auth));
+    }
+
+    pub(crate) fn update_rules(&self, change: impl FnOnce(Rules) -> Rules) {
+        let mut rules = self.rules.write().unwrap_or_else(PoisonError::into_inner);
+        *rules = change(std::mem::take(&mut *rules));
+    }
+
+    /// The caller's account (none without a credential), if the rules let
+    /// it call `endpoint` of `service`. A credential that is present but not
+    /// valid is refused even where no account is needed: a caller who sent
+    /// one meant to be someone.
+    pub(crate) async fn authorize(
+        &self,
+        service: &str,
+        endpoint: &str,
+        metadata: &Metadata,
+    ) -> Result<Option<Account>> {
+        let auth = self
+            .auth
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let account = match (metadata.get(AUTHORIZATION), auth) {
+            (Some(value), Some(auth)) => {
+                let token = bearer_token(value)
+                    .ok_or_else(|| Error::unauthenticated("the token is not valid"))?;
+                Some(auth.inspect(token).await?)
+            }
+            _ => None,
+        };
+        self.rules
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .verify(account.as_ref(), service, endpoint)?;
+        Ok(account)
+    }
+}
+
+/// Replaces a running server's rules (see [`Server::rules_handle`](super::Server::rules_handle)).
+#[derive(Debug, Clone)]
+pub struct RulesHandle(pub(super) std::sync::Arc<Authorizer>);
+
+impl RulesHandle {
+    /// Replaces every rule with `rules`; calls from now on are decided by them.
+    pub fn replace(&self, rules: Rules) {
+        self.0.update_rules(|_| rules);
+    }
+}
