@@ -332,3 +332,72 @@ async fn http_statuses_are_401_and_403() {
     assert_eq!(orders.reached.get(), 0);
     orders.running.stop().await.unwrap();
 }
+
+/// Rules kept in configuration change with it, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_follow_the_configuration() {
+    use micro::config::{Config, MemorySource};
+    let world = World::new(Kind::Memory);
+    let source = MemorySource::new(json!({"auth": {"rules": [
+        {"service": "orders", "endpoint": "Orders.*", "scope": "orders:read", "access": "grant"},
+        {"service": "orders", "endpoint": "Orders.Delete", "scope": "*", "access": "deny", "priority": 10},
+    ]}}))
+    .unwrap();
+    let config = Config::builder()
+        .source(source.clone())
+        .build()
+        .await
+        .unwrap();
+    let orders = start(&world).await;
+    let follow = tokio::spawn(orders.rules.clone().follow(config, "auth.rules".to_owned()));
+    let reader = rs256(&claims("orders:read"));
+    let err = call(&world, "Orders.Delete", Some(&reader))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    source.set(
+        "auth.rules",
+        json!([{"service": "orders", "endpoint": "*", "scope": "orders:read", "access": "grant"}]),
+    );
+    let started = tokio::time::Instant::now();
+    while call(&world, "Orders.Delete", Some(&reader)).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new rules never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A value that is not rules is skipped, and the follower goes on: the
+    // rules set after it still apply.
+    source.set("auth.rules", json!("not rules"));
+    source.set(
+        "auth.rules",
+        json!([{"service": "orders", "endpoint": "Orders.Get", "scope": "orders:read", "access": "grant"}]),
+    );
+    let started = tokio::time::Instant::now();
+    while call(&world, "Orders.Delete", Some(&reader)).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the follower stopped at a bad value"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    follow.abort();
+    orders.running.stop().await.unwrap();
+}
+
+/// A client given a token carries it on every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_bearer_token_is_its_account() {
+    let world = World::new(Kind::Http);
+    let orders = start(&world).await;
+    let client = world
+        .client()
+        .with_bearer_token(&rs256(&claims("orders:read")));
+    let reply: Value = client
+        .call("orders", "Orders.Get", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(reply, json!({"account": "ada"}));
+    orders.running.stop().await.unwrap();
+}

@@ -158,6 +158,17 @@ impl Client {
         }
     }
 
+    /// A copy of this client whose calls and publishes carry the credential
+    /// `token` (`authorization: Bearer <token>`: the HTTP header, the gRPC
+    /// metadata, a broker message header), for servers that authenticate
+    /// callers ([`ServiceBuilder::auth`](crate::ServiceBuilder::auth)).
+    pub fn with_bearer_token(&self, token: &str) -> Client {
+        let mut metadata = self.scope_metadata();
+        metadata.insert("authorization", format!("Bearer {token}"));
+        let deadline = self.scope.as_ref().and_then(|scope| scope.deadline);
+        self.scoped(deadline, metadata)
+    }
+
     /// The timeout of calls that do not set their own.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout

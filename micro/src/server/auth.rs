@@ -68,4 +68,27 @@ impl RulesHandle {
     pub fn replace(&self, rules: Rules) {
         self.0.update_rules(|_| rules);
     }
+
+    /// Keeps the rules equal to the list at `path` in `config` (a list of
+    /// rules as [`Rules`] reads them), now and whenever it changes, until the
+    /// returned future is dropped: spawn it beside the service. A value that
+    /// does not read as rules is logged and the last good rules stay.
+    pub async fn follow(self, config: crate::config::Config, path: String) {
+        use futures::StreamExt;
+        match config.get::<Rules>(&path) {
+            Ok(rules) => self.replace(rules),
+            Err(err) => {
+                tracing::warn!(%path, error = %err, "auth rules not read; keeping the current ones")
+            }
+        }
+        let mut changes = config.watch::<Rules>(&path);
+        while let Some(change) = changes.next().await {
+            match change {
+                Ok(rules) => self.replace(rules),
+                Err(err) => {
+                    tracing::warn!(%path, error = %err, "auth rules not read; keeping the current ones")
+                }
+            }
+        }
+    }
 }
