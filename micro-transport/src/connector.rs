@@ -1,5 +1,6 @@
 //! The TCP (and, with feature `tls`, TLS) connector that the HTTP and gRPC
-//! transports' pooled clients dial with.
+//! transports' pooled clients dial with, for other HTTP clients of micro's
+//! (the HTTP broker's deliveries) to dial the same way.
 
 use std::time::Duration;
 
@@ -10,14 +11,14 @@ use crate::Error;
 /// What the pooled clients connect through: `http://` over TCP, and with
 /// feature `tls` also `https://` over TLS (ALPN choosing HTTP/2 or HTTP/1.1).
 #[cfg(feature = "tls")]
-pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// What the pooled clients connect through: `http://` over TCP.
 #[cfg(not(feature = "tls"))]
-pub(crate) type Connector = HttpConnector;
+pub type Connector = HttpConnector;
 
 /// Which HTTP versions a client speaks over TLS.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Versions {
+pub enum Versions {
     /// HTTP/1.1 and HTTP/2, as ALPN agrees.
     Both,
     /// HTTP/2 only (gRPC).
@@ -28,7 +29,7 @@ pub(crate) enum Versions {
 /// it also returns the error that settings which could not be loaded (an
 /// unreadable CA file, say) give every `https` dial, so that building a
 /// transport stays infallible and the error surfaces where TLS is used.
-pub(crate) fn connector(
+pub fn connector(
     connect_timeout: Duration,
     #[cfg(feature = "tls")] tls: &crate::tls::TlsConfig,
     #[cfg_attr(not(feature = "tls"), allow(unused_variables))] versions: Versions,
@@ -97,7 +98,7 @@ fn unverifiable_config() -> rustls::ClientConfig {
 /// Splits `scheme://rest` off an address: whether it asks for TLS, and the
 /// rest. `https://` (and `grpcs://`) ask for TLS; `http://`, `grpc://` and no
 /// scheme do not. Without feature `tls`, asking for TLS is an error naming it.
-pub(crate) fn split_scheme(address: &str) -> crate::Result<(bool, &str)> {
+pub fn split_scheme(address: &str) -> crate::Result<(bool, &str)> {
     let address = address.trim();
     for (prefix, tls) in [
         ("https://", true),

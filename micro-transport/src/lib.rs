@@ -107,7 +107,7 @@ mod call;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 #[cfg(any(feature = "http", feature = "grpc"))]
-mod connector;
+pub mod connector;
 #[cfg(any(feature = "http", feature = "grpc"))]
 mod deadline;
 #[cfg(feature = "grpc")]

@@ -65,6 +65,11 @@ pub struct HttpConfig {
     /// `MICRO_CONNECTIONS_*` variables by [`HttpConfig::from_env`], like the
     /// transports' servers.
     pub connections: ConnectionLimits,
+    /// TLS for the endpoint (when a certificate is set; subscriptions then
+    /// register `tls=true`) and for deliveries to endpoints that registered
+    /// so (feature `tls`). Read from `MICRO_TLS_*` by [`HttpConfig::from_env`].
+    #[cfg(feature = "tls")]
+    pub tls: micro_transport::tls::TlsConfig,
 }
 
 impl HttpConfig {
@@ -89,6 +94,8 @@ impl HttpConfig {
         };
         let mut config = HttpConfig {
             connections: ConnectionLimits::from_lookup(&lookup)?,
+            #[cfg(feature = "tls")]
+            tls: micro_transport::tls::TlsConfig::from_lookup(&lookup)?,
             ..HttpConfig::default()
         };
         if let Some(address) = set(ADDRESS_ENV) {
@@ -120,6 +127,8 @@ impl Default for HttpConfig {
             register_ttl: Duration::from_secs(30),
             register_interval: Duration::from_secs(10),
             connections: ConnectionLimits::default(),
+            #[cfg(feature = "tls")]
+            tls: micro_transport::tls::TlsConfig::default(),
         }
     }
 }

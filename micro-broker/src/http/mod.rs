@@ -106,7 +106,7 @@ use self::{
     inbox::Inbox,
     publish::{Deliverer, Route},
     server::{Endpoint, Inboxes},
-    wire::{NODE_BROKER, NODE_QUEUE, NODE_SUBSCRIPTION, NODE_TOPIC},
+    wire::{NODE_BROKER, NODE_QUEUE, NODE_SUBSCRIPTION, NODE_TLS, NODE_TOPIC},
 };
 use crate::{
     Broker, Capabilities, Error, ErrorKind, Message, Result, SubscribeOptions, Subscription,
@@ -218,7 +218,7 @@ impl HttpBrokerBuilder {
             shared: Arc::new(Shared {
                 instance: format!("{:016x}", rand::random::<u64>()),
                 registry: CachingRegistry::new(self.registry),
-                deliverer: Deliverer::new(config.delivery_timeout),
+                deliverer: Deliverer::new(&config),
                 inboxes: Arc::new(Inboxes::default()),
                 endpoint: Mutex::new(None),
                 next_subscription: AtomicU64::new(1),
@@ -360,6 +360,9 @@ impl Shared {
             .with_metadata(NODE_BROKER, SCHEME)
             .with_metadata(NODE_TOPIC, topic)
             .with_metadata(NODE_SUBSCRIPTION, id.as_str());
+        if self.endpoint_speaks_tls() {
+            node = node.with_metadata(NODE_TLS, "true");
+        }
         if let Some(group) = &options.queue {
             node = node.with_metadata(NODE_QUEUE, group.as_str());
         }
@@ -388,6 +391,24 @@ impl Shared {
         Ok(Subscription::new(topic, deliveries.boxed()))
     }
 
+    /// TLS for the endpoint's listener, when a certificate is configured.
+    fn listener_tls(&self) -> Result<micro_transport::listen::ListenerTls> {
+        #[cfg(feature = "tls")]
+        return Ok(micro_transport::listen::ListenerTls::rustls(
+            self.config.tls.server_config(&[b"h2", b"http/1.1"])?,
+        ));
+        #[cfg(not(feature = "tls"))]
+        Ok(micro_transport::listen::ListenerTls::none())
+    }
+
+    /// Whether the endpoint serves TLS (a certificate is configured).
+    fn endpoint_speaks_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.config.tls.serves_tls();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// The endpoint's advertised address, starting it on first use.
     async fn endpoint_address(&self) -> Result<String> {
         let mut endpoint = self.endpoint.lock().await;
@@ -399,6 +420,7 @@ impl Shared {
             self.config.advertise.as_deref(),
             self.config.max_message_bytes,
             self.config.connections.clone(),
+            self.listener_tls()?,
             Arc::clone(&self.inboxes),
         )
         .await?;

@@ -10,15 +10,18 @@ use std::{
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+use micro_transport::connector::{Connector, Versions};
 
 use super::wire::{
-    ENVELOPE_HEADER, NODE_QUEUE, NODE_SUBSCRIPTION, NODE_TOPIC, PATH_PREFIX, encode_envelope,
+    ENVELOPE_HEADER, NODE_QUEUE, NODE_SUBSCRIPTION, NODE_TLS, NODE_TOPIC, PATH_PREFIX,
+    encode_envelope,
 };
 use crate::{Error, ErrorKind, Message, Result, topic::Pattern};
+
+/// How long a delivery may take to connect, within its delivery timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One subscription as the registry describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub(super) struct Target {
     pub(super) node_id: String,
     pub(super) address: String,
     pub(super) subscription: String,
+    /// Whether the endpoint serves TLS.
+    pub(super) tls: bool,
 }
 
 /// Where one message goes: every fan-out subscription, and one member of
@@ -67,6 +72,7 @@ impl Route {
                 node_id: node.id.clone(),
                 address: node.address.clone(),
                 subscription: subscription.to_owned(),
+                tls: node.metadata.get(NODE_TLS) == Some("true"),
             };
             match node.metadata.get(NODE_QUEUE) {
                 // Same group name on another pattern is another group, as on NATS.
@@ -97,19 +103,29 @@ pub(super) enum Outcome {
 /// Delivers messages to subscription endpoints, reusing connections.
 #[derive(Debug, Clone)]
 pub(super) struct Deliverer {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     timeout: Duration,
+    /// Why deliveries over TLS cannot be made (the TLS settings did not load).
+    tls_error: Option<(ErrorKind, String)>,
 }
 
 impl Deliverer {
-    pub(super) fn new(timeout: Duration) -> Deliverer {
-        let mut connector = HttpConnector::new();
-        // Small requests, answered at once: Nagle would only add latency.
-        connector.set_nodelay(true);
+    pub(super) fn new(config: &super::HttpConfig) -> Deliverer {
+        // Nagle off (small requests, answered at once) and TLS when asked.
+        let (connector, tls_error) = micro_transport::connector::connector(
+            CONNECT_TIMEOUT,
+            #[cfg(feature = "tls")]
+            &config.tls,
+            Versions::Both,
+        );
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(20))
             .build(connector);
-        Deliverer { client, timeout }
+        Deliverer {
+            client,
+            timeout: config.delivery_timeout,
+            tls_error: tls_error.map(|error| (error.kind(), error.to_string())),
+        }
     }
 
     /// Posts `message` to one subscription.
@@ -119,8 +135,15 @@ impl Deliverer {
         topic: &str,
         message: &Message,
     ) -> Result<Outcome> {
+        if let (true, Some((kind, message))) = (target.tls, &self.tls_error) {
+            return Err(Error::new(
+                *kind,
+                format!("delivering to {}: {message}", target.address),
+            ));
+        }
+        let scheme = if target.tls { "https" } else { "http" };
         let uri = format!(
-            "http://{}{PATH_PREFIX}{}",
+            "{scheme}://{}{PATH_PREFIX}{}",
             target.address, target.subscription
         );
         let request = Request::builder()

@@ -71,6 +71,7 @@ pub(super) async fn start(
     advertise: Option<&str>,
     max_message_bytes: usize,
     limits: ConnectionLimits,
+    tls: ListenerTls,
     inboxes: Arc<Inboxes>,
 ) -> Result<Endpoint> {
     let listener = TcpListener::bind(address).await.map_err(|err| {
@@ -87,7 +88,7 @@ pub(super) async fn start(
     let (keep_running, stop) = oneshot::channel();
     let task = tokio::spawn(async move {
         let _keep_running = keep_running;
-        serve_http(listener, limits, ListenerTls::none(), router, stop).await;
+        serve_http(listener, limits, tls, router, stop).await;
     });
     Ok(Endpoint {
         advertised: advertise.map_or_else(|| bound.to_string(), str::to_owned),

@@ -31,6 +31,8 @@ pub(super) const NODE_BROKER: &str = "broker";
 pub(super) const NODE_TOPIC: &str = "topic";
 pub(super) const NODE_QUEUE: &str = "queue";
 pub(super) const NODE_SUBSCRIPTION: &str = "subscription";
+/// `true` when the subscription's endpoint serves TLS.
+pub(super) const NODE_TLS: &str = "tls";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope<'a> {
