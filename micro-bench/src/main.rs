@@ -38,6 +38,7 @@ mod nats;
 mod peers;
 mod pipeline;
 mod rounds;
+mod tls;
 
 use std::{sync::Arc, time::Duration};
 
@@ -103,6 +104,9 @@ async fn main() -> micro::Result<()> {
         }
         if peer == "discovery" {
             return discovery::run(seconds).await;
+        }
+        if peer == "tls" {
+            return tls::run(seconds).await;
         }
         if peer == "grpc" {
             let args: Vec<String> = std::env::args().skip(3).collect();
