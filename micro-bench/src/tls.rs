@@ -125,6 +125,47 @@ pub(crate) async fn run(seconds: u64) -> Result<()> {
             p99.describe()
         );
     }
+    // Each client against the other's server: whether a gap sits on the
+    // calling or the serving side.
+    let micro_address: SocketAddr = service
+        .address()
+        .parse()
+        .map_err(|_| micro::Error::internal("the service's address"))?;
+    let tonic_to_micro = tonic_tls_client(micro_address, &ca.cert).await?;
+    for concurrency in [1, 64] {
+        let client = micro_client.clone();
+        let tonic_address = format!("https://{}", tonic.address);
+        let micro_to_tonic =
+            measure::closed_loop(concurrency, Duration::from_secs(seconds) / 2, move || {
+                let call = client
+                    .request("bench-tls", "Echo.Unary")
+                    .address(tonic_address.clone());
+                async move {
+                    call.send(&Proto(request()))
+                        .await
+                        .is_ok_and(|reply: Proto<EchoReply>| reply.payload.len() == 16)
+                }
+            })
+            .await;
+        let client = tonic_to_micro.clone();
+        let tonic_to_micro_run =
+            measure::closed_loop(concurrency, Duration::from_secs(seconds) / 2, move || {
+                let mut client = client.clone();
+                async move {
+                    client
+                        .unary(request())
+                        .await
+                        .is_ok_and(|reply| reply.into_inner().payload.len() == 16)
+                }
+            })
+            .await;
+        print_row(concurrency, "mc>tn", &micro_to_tonic);
+        print_row(concurrency, "tn>mc", &tonic_to_micro_run);
+    }
+    println!(
+        "{:>11} (mc>tn: micro client to the tonic server; tn>mc: tonic client to the micro server)",
+        ""
+    );
     service.stop().await?;
     tonic.stop().await;
     jwt_cost()
@@ -210,6 +251,7 @@ fn sign_hmac(claims: &serde_json::Value, secret: &[u8]) -> Result<String> {
 
 /// A plain tonic server behind rustls, and a plain tonic client over TLS.
 struct TonicTlsPeer {
+    address: SocketAddr,
     client: EchoClient<tonic::transport::Channel>,
     stop: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
@@ -238,24 +280,9 @@ impl TonicTlsPeer {
                 eprintln!("the tonic TLS peer failed: {err}");
             }
         });
-        let client_config = TlsConfig::default().with_ca(ca).client_config(&[])?;
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*client_config).clone())
-            .https_only()
-            .enable_http2()
-            .wrap_connector(http);
-        let channel = tonic::transport::Endpoint::from_shared(format!("https://{address}"))
-            .map_err(|err| micro::Error::internal("the tonic endpoint").with_source(err))?
-            .connect_with_connector(connector)
-            .await
-            .map_err(|err| {
-                micro::Error::unavailable("connecting the tonic client").with_source(err)
-            })?;
         Ok(TonicTlsPeer {
-            client: EchoClient::new(channel),
+            address,
+            client: tonic_tls_client(address, ca).await?,
             stop,
             server,
         })
@@ -264,6 +291,43 @@ impl TonicTlsPeer {
     async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.server.await;
+    }
+}
+
+/// A plain tonic client of the TLS server at `address`, trusting `ca`.
+async fn tonic_tls_client(
+    address: SocketAddr,
+    ca: &str,
+) -> Result<EchoClient<tonic::transport::Channel>> {
+    {
+        let client_config = TlsConfig::default().with_ca(ca).client_config(&[])?;
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*client_config).clone())
+            .https_only()
+            .enable_http2()
+            .wrap_connector(http);
+        // tonic without its own TLS feature refuses `https` URIs, so it is
+        // given `http` and this connector speaks TLS whatever the scheme.
+        let connector = tower::service_fn(move |uri: http::Uri| {
+            let mut https = https.clone();
+            async move {
+                let mut parts = uri.into_parts();
+                parts.scheme = Some(http::uri::Scheme::HTTPS);
+                let uri = http::Uri::from_parts(parts)?;
+                tower::Service::call(&mut https, uri).await
+            }
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|err| micro::Error::internal("the tonic endpoint").with_source(err))?
+            .connect_with_connector(connector)
+            .await
+            .map_err(|err| {
+                micro::Error::unavailable("connecting the tonic client").with_source(err)
+            })?;
+        Ok(EchoClient::new(channel))
     }
 }
 

@@ -5,6 +5,10 @@
 //! per process). Each case checks that the email was "sent" (printed) by the
 //! subscriber process.
 //!
+//! A TLS-only deployment runs it too: the HTTP transport, the HTTP broker's
+//! endpoint and the registry's server (NATS, or etcd with client
+//! certificates) all speak only TLS, configured by environment variables.
+//!
 //! The example binary is built with every backend (`micro-examples/full`)
 //! once per test process, into this test's target directory.
 
@@ -15,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use micro_test_servers::NatsServer;
+use micro_test_servers::{EtcdServer, EtcdTls, NatsServer, tls::TestCa};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
     process::{ChildStdout, Command},
@@ -27,7 +31,12 @@ const WAIT: Duration = Duration::from_secs(60);
 const EMAIL: &str = "email to user42@example.com: your password was changed (user 42)";
 
 /// The variables micro reads, cleared so the parent's environment cannot leak in.
-const MICRO_VARIABLES: [&str; 8] = [
+const MICRO_VARIABLES: [&str; 13] = [
+    "MICRO_TLS_CERT",
+    "MICRO_TLS_KEY",
+    "MICRO_TLS_CA",
+    "MICRO_TLS_CLIENT_CA",
+    "MICRO_TLS_SERVER_NAME",
     "MICRO_REGISTRY",
     "MICRO_REGISTRY_ADDRESS",
     "MICRO_BROKER",
@@ -175,4 +184,69 @@ async fn over_the_http_broker_with_a_shared_registry() {
         ("MICRO_REGISTRY_ADDRESS", nats.url()),
     ])
     .await;
+}
+
+/// Certificates of a TLS-only deployment: one CA; both processes use the
+/// same identity (a certificate for 127.0.0.1), as services of one team would.
+fn tls_everywhere(ca: &TestCa) -> Vec<(&'static str, String)> {
+    let identity = ca.issue("service", &["127.0.0.1", "localhost"]);
+    vec![
+        ("MICRO_TRANSPORT", "http".to_owned()),
+        ("MICRO_BROKER", "http".to_owned()),
+        ("MICRO_TLS_CERT", identity.cert),
+        ("MICRO_TLS_KEY", identity.key),
+        ("MICRO_TLS_CA", ca.cert.clone()),
+        ("MICRO_TLS_CLIENT_CA", ca.cert.clone()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_only_with_the_http_broker_and_a_nats_registry() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ca = TestCa::new(dir.path(), "ca");
+    let nats_cert = ca.issue("nats", &["127.0.0.1"]);
+    let Some(nats) = NatsServer::start_with_args(&[
+        "--tls",
+        "--tlscert",
+        &nats_cert.cert,
+        "--tlskey",
+        &nats_cert.key,
+    ])
+    .await
+    else {
+        return;
+    };
+    let mut env = tls_everywhere(&ca);
+    env.extend([
+        ("MICRO_REGISTRY", "nats".to_owned()),
+        ("MICRO_NATS_URL", format!("tls://127.0.0.1:{}", nats.port())),
+        ("MICRO_NATS_TLS_CA", ca.cert.clone()),
+    ]);
+    email_sent_across_processes(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_only_with_the_http_broker_and_an_etcd_registry() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ca = TestCa::new(dir.path(), "ca");
+    let etcd_cert = ca.issue("etcd", &["127.0.0.1", "localhost"]);
+    let Some(etcd) = EtcdServer::start_tls(&EtcdTls {
+        cert_file: etcd_cert.cert.clone().into(),
+        key_file: etcd_cert.key.clone().into(),
+        client_ca_file: Some(ca.cert.clone().into()),
+    })
+    .await
+    else {
+        return;
+    };
+    let mut env = tls_everywhere(&ca);
+    let client = ca.issue("etcd-client", &["client.example"]);
+    env.extend([
+        ("MICRO_REGISTRY", "etcd".to_owned()),
+        ("MICRO_ETCD_URL", etcd.endpoint()),
+        ("MICRO_ETCD_TLS_CA", ca.cert.clone()),
+        ("MICRO_ETCD_TLS_CERT", client.cert),
+        ("MICRO_ETCD_TLS_KEY", client.key),
+    ]);
+    email_sent_across_processes(&env).await;
 }
