@@ -31,12 +31,14 @@
 //! |---|---|---|
 //! | [`tokens::StaticTokens`] | a fixed table of tokens, each an account | always |
 //! | `jwt::JwtAuth` | JSON Web Tokens signed by a configured key or JWKS | `jwt` |
+//! | [`mtls::CertificateSubjects`] | the subject of a client certificate verified under mutual TLS | always |
 
 mod account;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+pub mod mtls;
 mod rules;
 pub mod tokens;
 
@@ -56,6 +58,15 @@ pub use rules::{Access, Rule, Rules};
 pub trait Auth: std::fmt::Debug + Send + Sync + 'static {
     /// The account `credential` (a bearer token, without `Bearer `) stands for.
     async fn inspect(&self, credential: &str) -> Result<Account>;
+
+    /// The account of a caller that presented, under mutual TLS, a verified
+    /// client certificate whose subject is `subject` (`CN=billing,O=acme`);
+    /// `None` when this backend does not know it (the default: backends
+    /// of bearer tokens know no certificates).
+    async fn inspect_peer(&self, subject: &str) -> Result<Option<Account>> {
+        let _ = subject;
+        Ok(None)
+    }
 }
 
 /// A shared, type-erased [`Auth`] backend.
@@ -67,6 +78,10 @@ macro_rules! forward_auth {
         impl<T: Auth + ?Sized> Auth for $wrapper {
             async fn inspect(&self, credential: &str) -> Result<Account> {
                 (**self).inspect(credential).await
+            }
+
+            async fn inspect_peer(&self, subject: &str) -> Result<Option<Account>> {
+                (**self).inspect_peer(subject).await
             }
         }
     )*};

@@ -128,7 +128,7 @@ mod transport;
 pub use body::{Body, BodyStream};
 pub use hop::is_per_hop;
 pub use micro_core::{BoxError, Error, ErrorKind, Metadata, Result};
-pub use request::{Request, Response};
+pub use request::{PEER_SUBJECT, Request, Response};
 pub use service::{Channel, EndpointSet, Handler};
 pub use transport::{Capabilities, DynTransport, Listener, Transport};
 

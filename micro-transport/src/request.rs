@@ -2,6 +2,12 @@ use tokio::time::Instant;
 
 use crate::{Body, Metadata};
 
+/// The metadata key under which a serving transport passes on the subject
+/// (`CN=billing,O=acme`) of the certificate a client presented under mutual
+/// TLS. Callers cannot set it: `micro-` keys are per hop, so a header of that
+/// name from the network never becomes metadata.
+pub const PEER_SUBJECT: &str = "micro-peer-subject";
+
 /// A call on its way to a handler.
 #[derive(Debug)]
 pub struct Request {

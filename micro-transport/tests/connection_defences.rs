@@ -7,12 +7,15 @@
 //! The deadlines are set short (a second) so the tests are quick; each wait
 //! below is a bound on liveness, never a measurement.
 
+mod common;
+
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
 
+use common::Wire;
 use futures::future::join_all;
 use micro_transport::{
     DynTransport, ErrorKind, Handler, Listener, Request, Response, grpc::GrpcTransport,
@@ -32,12 +35,6 @@ const BOUND: Duration = Duration::from_secs(20);
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// An empty SETTINGS frame: what a client sends right after the preface.
 const EMPTY_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
-
-#[derive(Clone, Copy, Debug)]
-enum Wire {
-    Http,
-    Grpc,
-}
 
 fn echo() -> Handler {
     Handler::from_fn(
@@ -313,27 +310,6 @@ async fn thousands_of_silent_connections_do_not_starve_calls(wire: Wire) {
     assert_all_open(&mut silent).await;
     drop(silent);
     listener.shutdown(Duration::from_secs(5)).await.unwrap();
-}
-
-macro_rules! on_every_wire {
-    ($($case:ident),* $(,)?) => {
-        mod http_transport {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Wire::Http).await;
-                }
-            )*
-        }
-        mod grpc_transport {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Wire::Grpc).await;
-                }
-            )*
-        }
-    };
 }
 
 on_every_wire!(

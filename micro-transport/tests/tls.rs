@@ -5,8 +5,11 @@
 //! served without a restart while open connections keep theirs. curl and
 //! Python's grpcio check the same servers from outside.
 
+mod common;
+
 use std::{path::Path, process::Command, sync::Arc, time::Duration};
 
+use common::Wire;
 use micro_test_servers::tls::{PemFiles, TestCa};
 use micro_transport::{
     DynTransport, ErrorKind, Handler, Listener, Request, Response, Result, grpc::GrpcTransport,
@@ -16,12 +19,6 @@ use tempfile::TempDir;
 use tokio::time::{Instant, sleep, timeout};
 
 const BOUND: Duration = Duration::from_secs(20);
-
-#[derive(Clone, Copy, Debug)]
-enum Wire {
-    Http,
-    Grpc,
-}
 
 fn echo() -> Handler {
     Handler::from_fn(
@@ -209,27 +206,6 @@ async fn a_rotated_certificate_is_served_without_a_restart(wire: Wire) {
     // ...while the connection opened before the rotation still works.
     assert_eq!(call_with(&old_client, &address).await.unwrap(), b"secret");
     listener.shutdown(Duration::from_secs(5)).await.unwrap();
-}
-
-macro_rules! on_every_wire {
-    ($($case:ident),* $(,)?) => {
-        mod http_transport {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Wire::Http).await;
-                }
-            )*
-        }
-        mod grpc_transport {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Wire::Grpc).await;
-                }
-            )*
-        }
-    };
 }
 
 on_every_wire!(

@@ -243,8 +243,9 @@ mod tests {
         let ctx = Context::new("svc", "Svc.Call").with_metadata(metadata);
         let propagated = ctx.propagated_metadata();
         assert_eq!(propagated.get("trace-id"), Some("abc"));
-        assert_eq!(propagated.get("authorization"), Some("Bearer x"));
-        assert_eq!(propagated.len(), 2);
+        // The caller's credential goes on only through `client_as_caller`.
+        assert_eq!(propagated.get("authorization"), None);
+        assert_eq!(propagated.len(), 1);
     }
 
     #[tokio::test]

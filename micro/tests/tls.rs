@@ -106,3 +106,78 @@ fn the_grpc_transport_reads_its_tls_from_the_environment() {
     let config = GrpcConfig::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap();
     assert!(config.tls.serves_tls());
 }
+
+/// Under mutual TLS, the verified client certificate says who the caller is:
+/// its subject is the account rules decide on, with no token at all.
+async fn a_client_certificate_is_the_callers_account(wire: Wire) {
+    use micro::auth::{Account, Rule, mtls::CertificateSubjects};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let server = ca.issue("orders", &["127.0.0.1"]);
+    let billing = ca.issue("billing", &["billing.example"]);
+    let stranger = ca.issue("stranger", &["stranger.example"]);
+    let registry: DynRegistry = Arc::new(MemoryRegistry::new());
+    let server_tls = TlsConfig::default()
+        .with_identity(&server.cert, &server.key)
+        .with_ca(&ca.cert)
+        .with_client_ca(&ca.cert);
+    let running = micro::Service::builder("orders")
+        .registry(registry.clone())
+        .broker(Arc::new(MemoryBroker::new()))
+        .transport(transport(wire, server_tls))
+        .auth(CertificateSubjects::new().subject(
+            "CN=billing",
+            Account::new("billing", "mtls").with_scopes(["orders:read"]),
+        ))
+        .rule(Rule::grant("orders", "Orders.*", "orders:read"))
+        .handle("Orders.Who", |ctx, (): ()| async move {
+            Ok(ctx.account().map(|account| account.id.clone()))
+        })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let caller = |files: &micro_test_servers::tls::PemFiles| {
+        micro::Client::new(
+            registry.clone(),
+            transport(
+                wire,
+                TlsConfig::default()
+                    .with_identity(&files.cert, &files.key)
+                    .with_ca(&ca.cert),
+            ),
+            Arc::new(MemoryBroker::new()),
+        )
+    };
+    let who: Option<String> = caller(&billing)
+        .call("orders", "Orders.Who", &())
+        .await
+        .unwrap();
+    assert_eq!(who.as_deref(), Some("billing"));
+    // A certificate the CA signed but the backend does not know: no account.
+    let err = caller(&stranger)
+        .call::<_, Option<String>>("orders", "Orders.Who", &())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    // A header cannot claim a certificate's identity.
+    let err = caller(&stranger)
+        .request::<(), Option<String>>("orders", "Orders.Who")
+        .metadata("micro-peer-subject", "CN=billing")
+        .send(&())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_a_client_certificate_is_the_callers_account() {
+    a_client_certificate_is_the_callers_account(Wire::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_a_client_certificate_is_the_callers_account() {
+    a_client_certificate_is_the_callers_account(Wire::Grpc).await;
+}

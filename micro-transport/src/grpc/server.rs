@@ -18,7 +18,7 @@ use crate::{
     Body, Error, Handler, Listener, Request, Result,
     call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
     listen::{
-        Activity, Admitted, CallGuard, ConnectionLimits, ListenerTls, TrackedBody,
+        Activity, Admitted, CallGuard, ConnectionLimits, ListenerTls, PeerSubject, TrackedBody,
         accept_until_stopped, drive,
     },
 };
@@ -145,10 +145,11 @@ async fn serve_connection(
     else {
         return;
     };
+    let subject = io.peer_subject();
     let activity = Activity::new();
     let service = hyper::service::service_fn({
         let activity = activity.clone();
-        move |request| handle(state.clone(), request, activity.begin())
+        move |request| handle(state.clone(), request, activity.begin(), subject.clone())
     });
     let connection = builder.serve_connection(TokioIo::new(io), service);
     if let Some(Err(err)) = drive(
@@ -171,9 +172,13 @@ type GrpcResponse = ::http::Response<tonic::body::Body>;
 /// response body has been sent.
 async fn handle(
     state: Arc<ServerState>,
-    request: ::http::Request<Incoming>,
+    mut request: ::http::Request<Incoming>,
     call: CallGuard,
+    subject: Option<PeerSubject>,
 ) -> Result<::http::Response<TrackedBody<tonic::body::Body>>, Infallible> {
+    if let Some(subject) = subject {
+        request.extensions_mut().insert(subject);
+    }
     let Ok(response) = respond(state, request).await;
     Ok(response.map(|body| TrackedBody::new(body, call)))
 }
@@ -293,6 +298,9 @@ async fn answer(
         .to_owned();
     let mut metadata = crate::Metadata::new();
     wire::metadata_from_headers(&mut metadata, &parts.headers);
+    if let Some(PeerSubject(subject)) = parts.extensions.get() {
+        metadata.insert(crate::PEER_SUBJECT, subject.clone());
+    }
     let streamed = wire::is_stream(&parts.headers);
     let max = state.max_message_size;
     let call = async move {

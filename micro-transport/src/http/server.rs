@@ -20,7 +20,7 @@ use super::{
 use crate::{
     Body, Error, Handler, Listener, Request, Result,
     call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
-    listen::{ConnectionLimits, ListenerTls, serve_http},
+    listen::{ConnectionLimits, ListenerTls, PeerSubject, serve_http},
 };
 
 /// What every request of one server shares.
@@ -157,7 +157,10 @@ async fn answer(
     let content_type = header(&parts.headers, &CONTENT_TYPE)?
         .unwrap_or("application/json")
         .to_owned();
-    let metadata = metadata_from_headers(&parts.headers);
+    let mut metadata = metadata_from_headers(&parts.headers);
+    if let Some(PeerSubject(subject)) = parts.extensions.get() {
+        metadata.insert(crate::PEER_SUBJECT, subject.clone());
+    }
     let streamed_request = is_stream(&parts.headers);
     let endpoint = endpoint.to_owned();
     // Reading the body and running the handler share one deadline race.

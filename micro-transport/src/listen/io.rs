@@ -72,6 +72,26 @@ impl std::fmt::Debug for ListenerTls {
     }
 }
 
+/// The subject of the certificate a client presented under mutual TLS, as an
+/// extension of each of its requests.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerSubject(pub(crate) String);
+
+impl ServerIo {
+    /// The subject of the client's certificate, when it presented one.
+    pub(crate) fn peer_subject(&self) -> Option<PeerSubject> {
+        match self {
+            ServerIo::Plain(_) => None,
+            #[cfg(feature = "tls")]
+            ServerIo::Tls(tls) => {
+                let certificate = tls.get_ref().1.peer_certificates()?.first()?;
+                let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+                Some(PeerSubject(parsed.subject().to_string()))
+            }
+        }
+    }
+}
+
 /// A server connection's byte stream: plain TCP or TLS over it.
 pub(crate) enum ServerIo {
     Plain(TcpStream),

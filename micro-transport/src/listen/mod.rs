@@ -28,6 +28,7 @@ mod serve;
 pub(crate) use accept::{Admitted, accept_until_stopped};
 pub(crate) use activity::{Activity, CallGuard, TrackedBody, drive};
 pub use io::ListenerTls;
+pub(crate) use io::PeerSubject;
 pub use limits::{
     ConnectionLimits, HANDSHAKE_TIMEOUT_ENV, HEADER_READ_TIMEOUT_ENV, IDLE_TIMEOUT_ENV,
     MAX_CONNECTIONS_ENV, MAX_CONNECTIONS_PER_PEER_ENV,

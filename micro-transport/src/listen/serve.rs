@@ -10,7 +10,7 @@ use tokio::{net::TcpListener, sync::oneshot};
 use tower::ServiceExt;
 
 use super::{
-    Activity, Admitted, CallGuard, ConnectionLimits, ListenerTls, TrackedBody,
+    Activity, Admitted, CallGuard, ConnectionLimits, ListenerTls, PeerSubject, TrackedBody,
     accept_until_stopped, drive,
 };
 use crate::BoxError;
@@ -98,10 +98,11 @@ async fn serve_connection<S, B>(
     else {
         return;
     };
+    let subject = io.peer_subject();
     let activity = Activity::new();
     let service = hyper::service::service_fn({
         let activity = activity.clone();
-        move |request| answer(service.clone(), request, activity.begin())
+        move |request| answer(service.clone(), request, activity.begin(), subject.clone())
     });
     let connection = builder
         .serve_connection(TokioIo::new(io), service)
@@ -124,12 +125,16 @@ async fn serve_connection<S, B>(
 /// has been sent.
 async fn answer<S, B>(
     service: S,
-    request: http::Request<Incoming>,
+    mut request: http::Request<Incoming>,
     call: CallGuard,
+    subject: Option<PeerSubject>,
 ) -> Result<http::Response<TrackedBody<B>>, Infallible>
 where
     S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>,
 {
+    if let Some(subject) = subject {
+        request.extensions_mut().insert(subject);
+    }
     let Ok(response) = service.oneshot(request).await;
     Ok(response.map(|body| TrackedBody::new(body, call)))
 }

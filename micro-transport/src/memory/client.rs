@@ -52,6 +52,13 @@ impl MemoryChannel {
                 _in_flight: None,
             },
         )?;
+        // As over a network: per-hop keys (`micro-peer-subject` among them)
+        // are the serving transport's to set, never the caller's.
+        request.metadata = request
+            .metadata
+            .iter()
+            .filter(|(key, _)| !crate::is_per_hop(&key.to_ascii_lowercase()))
+            .collect();
         let deadline = request.deadline;
         let mut response = serve_call(&server.handler, request, Some(&server.shutdown)).await?;
         response.body = limit_body(

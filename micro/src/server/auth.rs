@@ -49,6 +49,12 @@ impl Authorizer {
                     .ok_or_else(|| Error::unauthenticated("the token is not valid"))?;
                 Some(auth.inspect(token).await?)
             }
+            // No token: a client certificate verified under mutual TLS may
+            // still say who the caller is.
+            (None, Some(auth)) => match metadata.get(micro_transport::PEER_SUBJECT) {
+                Some(subject) => auth.inspect_peer(subject).await?,
+                None => None,
+            },
             _ => None,
         };
         self.rules
