@@ -24,7 +24,7 @@ pub enum Access {
     Deny,
 }
 
-/// One rule; see the [module documentation](self).
+/// One rule; [`Rules`] says how rules decide.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
@@ -106,6 +106,15 @@ fn matches(pattern: &str, name: &str) -> bool {
 }
 
 /// A set of rules, kept sorted for deciding.
+///
+/// A [`Rule`] names a resource (a service and an endpoint, each exact, `*`
+/// or a prefix ending in `*`), a scope the caller must hold (`""`: anyone,
+/// signed in or not; `"*"`: any account; else a named scope), an access
+/// (grant or deny) and a priority. For each call, the rules whose resource
+/// matches are tried from the highest priority down (a deny before a grant
+/// of the same priority, then in the order they were added); the first
+/// whose scope the caller satisfies decides. With any rule defined, a call
+/// no rule decides is refused; with none at all, every call is let through.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<Rule>", into = "Vec<Rule>")]
 pub struct Rules {
