@@ -203,3 +203,64 @@ async fn silent_connections_to_the_endpoint_are_closed_while_deliveries_arrive()
         );
     }
 }
+
+/// Who may publish what: the endpoint checks each message's publisher
+/// against its rules by topic, and subscribers never see the credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_are_restricted_by_topic() {
+    use micro_auth::{Account, Rule, tokens::StaticTokens};
+    let registry = MemoryRegistry::new();
+    let subscriber = HttpBroker::builder(registry.clone())
+        .auth(StaticTokens::new().token(
+            "t-users",
+            Account::new("users", "static").with_scopes(["publish:user"]),
+        ))
+        .rule(Rule::grant("micro.broker", "user.*", "publish:user"))
+        .build();
+    let mut sub = subscriber
+        .subscribe(">", &SubscribeOptions::fanout())
+        .await
+        .unwrap();
+    let publisher = HttpBroker::new(registry.clone());
+    let with_token = |token: &str, body: &str| {
+        let mut message = Message::new(body.to_owned());
+        message
+            .headers
+            .insert("authorization", format!("Bearer {token}"));
+        message
+    };
+    publisher
+        .publish("user.created", with_token("t-users", "allowed"))
+        .await
+        .unwrap();
+    let delivery = timeout(WAIT, sub.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(delivery.message.body, "allowed");
+    assert_eq!(delivery.message.headers.get("authorization"), None);
+
+    for (topic, message, kind) in [
+        (
+            "user.created",
+            Message::new("no token"),
+            ErrorKind::Unauthenticated,
+        ),
+        (
+            "user.created",
+            with_token("t-guess", "bad token"),
+            ErrorKind::Unauthenticated,
+        ),
+        (
+            "billing.charged",
+            with_token("t-users", "wrong topic"),
+            ErrorKind::PermissionDenied,
+        ),
+    ] {
+        let err = publisher.publish(topic, message).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{topic}: {err}");
+    }
+    assert!(
+        timeout(Duration::from_millis(300), sub.next())
+            .await
+            .is_err(),
+        "a refused message reached the subscriber"
+    );
+}

@@ -148,6 +148,8 @@ impl HttpBroker {
         HttpBrokerBuilder {
             registry: Arc::new(registry),
             config: HttpConfig::default(),
+            auth: None,
+            rules: None,
         }
     }
 
@@ -176,6 +178,8 @@ impl HttpBroker {
 pub struct HttpBrokerBuilder {
     registry: DynRegistry,
     config: HttpConfig,
+    auth: Option<micro_auth::DynAuth>,
+    rules: Option<micro_auth::Rules>,
 }
 
 impl HttpBrokerBuilder {
@@ -204,6 +208,26 @@ impl HttpBrokerBuilder {
         self
     }
 
+    /// Authenticates publishers delivering to this broker's subscriptions:
+    /// a message's `authorization` header (`Bearer <token>`, which
+    /// `Client::with_bearer_token` adds) is inspected by `auth`, then taken
+    /// out of the headers, so subscribers never see it.
+    pub fn auth(mut self, auth: impl micro_auth::Auth) -> HttpBrokerBuilder {
+        self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    /// Adds a rule on who may publish what to this broker's subscriptions:
+    /// the topic is the rule's endpoint (`user.*` matches `user.created`)
+    /// and the broker's registry service name its service. With any rule, a
+    /// delivery no rule grants is refused: the publisher gets
+    /// `Unauthenticated` without a valid credential, else `PermissionDenied`,
+    /// and the message never reaches the subscription.
+    pub fn rule(mut self, rule: micro_auth::Rule) -> HttpBrokerBuilder {
+        self.rules = Some(self.rules.take().unwrap_or_default().rule(rule));
+        self
+    }
+
     /// Replaces every setting with `config`.
     pub fn config(mut self, config: HttpConfig) -> HttpBrokerBuilder {
         self.config = config;
@@ -214,12 +238,17 @@ impl HttpBrokerBuilder {
     pub fn build(self) -> HttpBroker {
         let mut config = self.config;
         config.buffer = config.buffer.max(1);
+        let gate = (self.auth.is_some() || self.rules.is_some()).then(|| server::Gate {
+            auth: self.auth,
+            rules: self.rules.unwrap_or_default(),
+            service: config.service.clone(),
+        });
         HttpBroker {
             shared: Arc::new(Shared {
                 instance: format!("{:016x}", rand::random::<u64>()),
                 registry: CachingRegistry::new(self.registry),
                 deliverer: Deliverer::new(&config),
-                inboxes: Arc::new(Inboxes::default()),
+                inboxes: Arc::new(Inboxes::gated(gate)),
                 endpoint: Mutex::new(None),
                 next_subscription: AtomicU64::new(1),
                 rotations: StdMutex::new(HashMap::new()),

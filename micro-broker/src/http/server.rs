@@ -23,13 +23,50 @@ use super::{
 };
 use crate::{Error, Message, Result};
 
-/// The inboxes of a broker's live subscriptions, by subscription id.
+/// The inboxes of a broker's live subscriptions, by subscription id, and
+/// who may deliver to them.
 #[derive(Default)]
 pub(super) struct Inboxes {
     by_id: Mutex<HashMap<String, Arc<Inbox>>>,
+    gate: Option<Gate>,
+}
+
+/// Which publishers may deliver which topics: the publisher's credential
+/// (the `authorization` header of the message, `Bearer <token>`) inspected
+/// by `auth`, and `rules` deciding with the topic as the endpoint and the
+/// broker's registry service name as the service.
+pub(super) struct Gate {
+    pub(super) auth: Option<micro_auth::DynAuth>,
+    pub(super) rules: micro_auth::Rules,
+    pub(super) service: String,
+}
+
+impl Gate {
+    /// Whether the message's publisher may publish `topic`; the credential
+    /// is taken out of the headers either way, so subscribers never see it.
+    async fn admit(&self, topic: &str, headers: &mut micro_core::Metadata) -> Result<()> {
+        let credential = headers.remove("authorization");
+        let account = match (credential, &self.auth) {
+            (Some(value), Some(auth)) => {
+                let token = micro_auth::bearer_token(&value)
+                    .ok_or_else(|| Error::unauthenticated("the token is not valid"))?;
+                Some(auth.inspect(token).await?)
+            }
+            _ => None,
+        };
+        self.rules.verify(account.as_ref(), &self.service, topic)
+    }
 }
 
 impl Inboxes {
+    /// Inboxes that only admit deliveries `gate` lets through.
+    pub(super) fn gated(gate: Option<Gate>) -> Inboxes {
+        Inboxes {
+            by_id: Mutex::default(),
+            gate,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Inbox>>> {
         // Inserts and removes cannot panic half-way.
         self.by_id.lock().unwrap_or_else(PoisonError::into_inner)
@@ -105,9 +142,17 @@ async fn deliver(
     let Some(envelope) = headers.get(ENVELOPE_HEADER) else {
         return (StatusCode::BAD_REQUEST, "missing micro-message header");
     };
-    let Ok((topic, message_headers)) = decode_envelope(envelope.as_bytes()) else {
+    let Ok((topic, mut message_headers)) = decode_envelope(envelope.as_bytes()) else {
         return (StatusCode::BAD_REQUEST, "malformed micro-message header");
     };
+    if let Some(gate) = &inboxes.gate
+        && let Err(refused) = gate.admit(&topic, &mut message_headers).await
+    {
+        return match refused.kind() {
+            crate::ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "permission denied"),
+            _ => (StatusCode::UNAUTHORIZED, "authentication required"),
+        };
+    }
     let Some(inbox) = inboxes.get(&subscription) else {
         return (StatusCode::NOT_FOUND, "no such subscription");
     };
