@@ -115,6 +115,7 @@ mod endpoint;
 pub mod env;
 #[cfg(feature = "transport-grpc")]
 pub mod grpc;
+pub mod metrics;
 pub mod selector;
 pub mod server;
 pub mod service;

@@ -360,9 +360,15 @@ impl Client {
             tried: &tried,
         };
         let send = tower::service_fn(move |attempt| self.attempt(tries, attempt));
-        tower::retry::Retry::new(policy, send)
+        let timer = crate::metrics::Metrics::global().start(
+            crate::metrics::Side::Client,
+            call.target(),
+            &call.endpoint,
+        );
+        let outcome = tower::retry::Retry::new(policy, send)
             .oneshot(UnaryTry { metadata, body })
-            .await
+            .await;
+        timer.finish(outcome)
     }
 
     /// One try, bounded by the call's deadline.

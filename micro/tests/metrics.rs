@@ -1,0 +1,168 @@
+//! Call metrics: the page `micro::metrics::Metrics::render` writes is parsed
+//! by Python's `prometheus_client` text parser, and its counts match the
+//! calls made, on the client and the server side, over every transport.
+
+mod common;
+
+use std::{io::Write, process::Stdio};
+
+use common::{Kind, World};
+use micro::{Context, Error, ErrorKind, metrics::Metrics};
+use serde_json::Value;
+
+/// One sample: metric name, labels, value.
+type Sample = (String, serde_json::Map<String, Value>, f64);
+
+/// Parses the current page with Python's Prometheus parser.
+fn parsed_page() -> Vec<Sample> {
+    let page = Metrics::global().render();
+    let mut python = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/metrics_support/parse.py"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client (pip install prometheus_client) runs this test");
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the parsers rejected the page:\n{}\n{page}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let parsed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    parsed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sample| {
+            (
+                sample[0].as_str().unwrap().to_owned(),
+                sample[1].as_object().unwrap().clone(),
+                sample[2].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The value of the one sample called `name` whose labels include `labels`
+/// (0 when there is none: a series not yet created has counted nothing).
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let matching: Vec<f64> = samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).and_then(Value::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+        .collect();
+    assert!(
+        matching.len() <= 1,
+        "{name} {labels:?} matched {matching:?}"
+    );
+    matching.first().copied().unwrap_or(0.0)
+}
+
+async fn counts_match_the_calls(kind: Kind) {
+    // Metrics are process-wide: a service name per transport keeps this
+    // test's series apart from the other transports' runs.
+    let service = format!("metrics-{kind:?}").to_lowercase();
+    let world = World::new(kind);
+    let running = world
+        .service(&service)
+        .handle("Calc.Ok", |_ctx: Context, n: u32| async move { Ok(n + 1) })
+        .handle("Calc.Fail", |_ctx: Context, _n: u32| async move {
+            Err::<u32, _>(Error::invalid_argument("always"))
+        })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let client = world.client();
+    for n in 0..5u32 {
+        let reply: u32 = client.call(&service, "Calc.Ok", &n).await.unwrap();
+        assert_eq!(reply, n + 1);
+    }
+    for n in 0..3u32 {
+        let err = client
+            .call::<u32, u32>(&service, "Calc.Fail", &n)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    }
+    for n in 0..2u32 {
+        let err = client
+            .call::<u32, u32>(&service, &format!("Attacker.Chosen{n}"), &n)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    }
+
+    let page = parsed_page();
+    let s = service.as_str();
+    for side in ["client", "server"] {
+        let at = |endpoint: &'static str| [("service", s), ("side", side), ("endpoint", endpoint)];
+        let requests = "micro_rpc_requests_total";
+        assert_eq!(value(&page, requests, &at("Calc.Ok")), 5.0, "{side}");
+        assert_eq!(value(&page, requests, &at("Calc.Fail")), 3.0, "{side}");
+        let errors = "micro_rpc_errors_total";
+        assert_eq!(value(&page, errors, &at("Calc.Ok")), 0.0, "{side}");
+        let mut failed = at("Calc.Fail").to_vec();
+        failed.push(("kind", "invalid_argument"));
+        assert_eq!(value(&page, errors, &failed), 3.0, "{side}");
+        let histogram = "micro_rpc_duration_seconds_count";
+        assert_eq!(value(&page, histogram, &at("Calc.Ok")), 5.0, "{side}");
+        assert_eq!(value(&page, histogram, &at("Calc.Fail")), 3.0, "{side}");
+        assert_eq!(value(&page, "micro_rpc_in_flight", &at("Calc.Ok")), 0.0);
+    }
+    // The server does not let callers choose its label values: both
+    // unknown endpoints are one series.
+    let unknown = [
+        ("service", s),
+        ("side", "server"),
+        ("endpoint", "<unknown>"),
+    ];
+    assert_eq!(value(&page, "micro_rpc_requests_total", &unknown), 2.0);
+    let mut not_found = unknown.to_vec();
+    not_found.push(("kind", "not_found"));
+    assert_eq!(value(&page, "micro_rpc_errors_total", &not_found), 2.0);
+    assert!(
+        !page
+            .iter()
+            .any(
+                |(_, labels, _)| labels.get("side").and_then(Value::as_str) == Some("server")
+                    && labels
+                        .get("endpoint")
+                        .and_then(Value::as_str)
+                        .is_some_and(|e| e.starts_with("Attacker."))
+            ),
+        "a server series carries a caller-chosen endpoint"
+    );
+    running.stop().await.unwrap();
+}
+
+on_every_transport!(counts_match_the_calls);
+
+#[test]
+fn added_counters_are_on_the_page() {
+    let decisions = Metrics::global().counter(
+        "metrics_test_decisions_total",
+        "A counter another layer added",
+        &[("decision", "open \"quoted\"\\path")],
+    );
+    decisions.inc_by(7);
+    let page = parsed_page();
+    let labels = [("decision", "open \"quoted\"\\path")];
+    assert_eq!(value(&page, "metrics_test_decisions_total", &labels), 7.0);
+}
