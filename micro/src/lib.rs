@@ -108,6 +108,7 @@
 //! a test keeps the two and the variables the code reads in step.
 #![doc = include_str!("../CONFIGURATION.md")]
 
+pub mod admin;
 pub mod client;
 pub mod codec;
 mod context;

@@ -166,3 +166,61 @@ fn added_counters_are_on_the_page() {
     let labels = [("decision", "open \"quoted\"\\path")];
     assert_eq!(value(&page, "metrics_test_decisions_total", &labels), 7.0);
 }
+
+/// GETs `path` from the admin listener with curl: (status, body).
+fn curl(address: &str, path: &str) -> (u16, String) {
+    let output = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{address}{path}"),
+        ])
+        .output()
+        .expect("curl runs this test");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listener_serves_metrics_and_health() {
+    let health = micro::admin::Health::default();
+    let admin = micro::admin::serve("", health.clone()).await.unwrap();
+    let address = admin.address().to_owned();
+    let probe = address.clone();
+    let (live, ready_before, page) = tokio::task::spawn_blocking(move || {
+        (
+            curl(&probe, "/health/live"),
+            curl(&probe, "/health/ready"),
+            curl(&probe, "/metrics"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(live, (200, r#"{"status":"up"}"#.to_owned()));
+    assert_eq!(ready_before.0, 503);
+    assert_eq!(page.0, 200);
+    assert!(
+        page.1.contains("# TYPE micro_rpc_requests_total counter"),
+        "{}",
+        page.1
+    );
+
+    health.set_ready(true);
+    let probe = address.clone();
+    let (ready, missing) = tokio::task::spawn_blocking(move || {
+        (curl(&probe, "/health/ready"), curl(&probe, "/nothing"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready, (200, r#"{"status":"ready"}"#.to_owned()));
+    assert_eq!(missing.0, 404);
+    health.set_ready(false);
+    let probe = address.clone();
+    let draining = tokio::task::spawn_blocking(move || curl(&probe, "/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(draining.0, 503);
+    admin.shutdown().await;
+}
