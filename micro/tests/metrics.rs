@@ -224,3 +224,34 @@ async fn admin_listener_serves_metrics_and_health() {
     assert_eq!(draining.0, 503);
     admin.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_service_lifecycle() {
+    let world = World::new(Kind::Memory);
+    let running = world
+        .service("metrics-health")
+        .handle("Calc.Ok", |_ctx: Context, n: u32| async move { Ok(n + 1) })
+        .before_stop(|running| {
+            // Stopping has begun: probes must already see the drain.
+            let ready = running.health().is_ready();
+            async move {
+                assert!(!ready, "still ready while stopping");
+                Ok(())
+            }
+        })
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let health = running.health();
+    let admin = micro::admin::serve("", health.clone()).await.unwrap();
+    let probe = admin.address().to_owned();
+    let ready = tokio::task::spawn_blocking(move || curl(&probe, "/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(ready.0, 200);
+    running.stop().await.unwrap();
+    assert!(!health.is_ready());
+    admin.shutdown().await;
+}

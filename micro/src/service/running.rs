@@ -36,6 +36,7 @@ pub struct RunningService {
     subscribers: Option<Subscribers>,
     heartbeat: Option<Heartbeat>,
     registered: bool,
+    health: crate::admin::Health,
 }
 
 /// The re-registration task and the way to stop it.
@@ -74,6 +75,14 @@ impl RunningService {
         self.client.clone()
     }
 
+    /// Whether this instance is ready for traffic: ready once registered
+    /// with its subscribers running, not ready from the moment it starts
+    /// stopping (before its listener closes). Serve it with
+    /// [`micro::admin::serve`](crate::admin::serve).
+    pub fn health(&self) -> crate::admin::Health {
+        self.health.clone()
+    }
+
     /// The service's running subscribers (with their message counts).
     pub fn subscribers(&self) -> Option<&Subscribers> {
         self.subscribers.as_ref()
@@ -85,6 +94,8 @@ impl RunningService {
     /// the first error is returned.
     pub async fn stop(mut self) -> Result<()> {
         let mut outcome = Outcome::default();
+        // Probes see the drain before the hooks, the registry or the listener do.
+        self.health.set_ready(false);
         for hook in self.hooks.before_stop.clone() {
             outcome.record("a before_stop hook", hook(&self).await);
         }
@@ -216,6 +227,7 @@ pub(super) async fn start(service: Service) -> Result<RunningService> {
         subscribers: None,
         heartbeat: None,
         registered: false,
+        health: crate::admin::Health::default(),
     };
     // From here on, an early return drops `running`, which undoes what was done.
     let options = RegisterOptions::ttl(service.register_ttl);
@@ -237,6 +249,7 @@ pub(super) async fn start(service: Service) -> Result<RunningService> {
         options,
         service.register_interval,
     ));
+    running.health.set_ready(true);
     tracing::info!(
         service = %running.name,
         node = %running.node_id(),
