@@ -11,7 +11,7 @@
 //!
 //! `side` is `client` (a call made with [`Client`](crate::Client)) or
 //! `server` (a call a [`Server`](crate::Server) handled); `kind` is the
-//! [`ErrorKind`](crate::ErrorKind) in snake case.
+//! [`ErrorKind`] in snake case.
 //!
 //! Label values that callers choose (service and endpoint names) are
 //! bounded: a server labels a call to an endpoint it does not serve

@@ -267,3 +267,35 @@ async fn readiness_follows_the_service_lifecycle() {
     assert!(!health.is_ready());
     admin.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn micro_admin_address_starts_the_admin_listener() {
+    let env = micro::env::EnvConfig::from_lookup(|name| {
+        (name == "MICRO_ADMIN_ADDRESS").then(|| "127.0.0.1:0".to_owned())
+    })
+    .unwrap();
+    let world = World::new(Kind::Memory);
+    let running = world
+        .service("metrics-admin")
+        .handle("Calc.Ok", |_ctx: Context, n: u32| async move { Ok(n + 1) })
+        .build_from(&env)
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let address = running.admin_address().unwrap().to_owned();
+    let probe = address.clone();
+    let (ready, page) = tokio::task::spawn_blocking(move || {
+        (curl(&probe, "/health/ready"), curl(&probe, "/metrics"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready.0, 200);
+    assert_eq!(page.0, 200);
+    running.stop().await.unwrap();
+    // Stopped: the admin listener is closed with the service.
+    let closed = tokio::task::spawn_blocking(move || curl(&address, "/health/live"))
+        .await
+        .unwrap();
+    assert_eq!(closed.0, 0, "{closed:?}");
+}

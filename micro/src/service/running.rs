@@ -37,6 +37,7 @@ pub struct RunningService {
     heartbeat: Option<Heartbeat>,
     registered: bool,
     health: crate::admin::Health,
+    admin: Option<crate::admin::Admin>,
 }
 
 /// The re-registration task and the way to stop it.
@@ -81,6 +82,12 @@ impl RunningService {
     /// [`micro::admin::serve`](crate::admin::serve).
     pub fn health(&self) -> crate::admin::Health {
         self.health.clone()
+    }
+
+    /// The admin listener's address, when the service has one
+    /// ([`ServiceBuilder::admin_address`](super::ServiceBuilder::admin_address)).
+    pub fn admin_address(&self) -> Option<&str> {
+        self.admin.as_ref().map(crate::admin::Admin::address)
     }
 
     /// The service's running subscribers (with their message counts).
@@ -143,6 +150,10 @@ impl RunningService {
             }
         );
         outcome.record("stopping the listener", drained);
+        // Last of the listeners, so probes answer 503 throughout the drain.
+        if let Some(admin) = self.admin.take() {
+            admin.shutdown().await;
+        }
         // Last: handlers that ran during the drain may have published too.
         // What the broker accepted must leave the process before it exits.
         let flushed = tokio::time::timeout(grace, self.client.flush_broker())
@@ -228,6 +239,7 @@ pub(super) async fn start(service: Service) -> Result<RunningService> {
         heartbeat: None,
         registered: false,
         health: crate::admin::Health::default(),
+        admin: None,
     };
     // From here on, an early return drops `running`, which undoes what was done.
     let options = RegisterOptions::ttl(service.register_ttl);
@@ -249,6 +261,9 @@ pub(super) async fn start(service: Service) -> Result<RunningService> {
         options,
         service.register_interval,
     ));
+    if let Some(address) = &service.admin_address {
+        running.admin = Some(crate::admin::serve(address, running.health.clone()).await?);
+    }
     running.health.set_ready(true);
     tracing::info!(
         service = %running.name,
