@@ -9,9 +9,14 @@
 //! | `micro_rpc_duration_seconds` | histogram | `service`, `endpoint`, `side` |
 //! | `micro_rpc_in_flight` | gauge | `service`, `endpoint`, `side` |
 //!
+//! | `micro_messages_total` | counter | `topic`, `event` |
+//!
 //! `side` is `client` (a call made with [`Client`](crate::Client)) or
 //! `server` (a call a [`Server`](crate::Server) handled); `kind` is the
-//! [`ErrorKind`] in snake case.
+//! [`ErrorKind`] in snake case. A message's `event` is `published` (a
+//! client's publish the broker accepted), `delivered` (to a server's
+//! subscriber), `acked` (its handler succeeded), `nacked` (it failed or
+//! panicked) or `undecodable` (dropped, acknowledged).
 //!
 //! Label values that callers choose (service and endpoint names) are
 //! bounded: a server labels a call to an endpoint it does not serve
@@ -157,6 +162,7 @@ pub struct Metrics {
     counters: Mutex<CounterFamilies>,
     services: Bounded,
     endpoints: Bounded,
+    topics: Bounded,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -180,6 +186,7 @@ impl Metrics {
             counters: Mutex::default(),
             services: Bounded::default(),
             endpoints: Bounded::default(),
+            topics: Bounded::default(),
         })
     }
 
@@ -197,6 +204,18 @@ impl Metrics {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         series.entry(labels).or_default().clone()
+    }
+
+    /// Counts one message `event` on `topic` (at most [`MAX_LABEL_VALUES`]
+    /// topics, then `<other>`).
+    pub(crate) fn message(&self, topic: &str, event: &'static str) {
+        let topic = self.topics.value(topic);
+        self.counter(
+            "micro_messages_total",
+            "Messages published, delivered to subscribers, acked, nacked or dropped as undecodable",
+            &[("topic", &topic), ("event", event)],
+        )
+        .inc();
     }
 
     /// Every metric in the Prometheus text exposition format 0.0.4.

@@ -299,3 +299,46 @@ async fn micro_admin_address_starts_the_admin_listener() {
         .unwrap();
     assert_eq!(closed.0, 0, "{closed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_counts_match_the_messages() {
+    let topic = "metrics.orders";
+    let world = World::new(Kind::Memory);
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let running = world
+        .service("metrics-messages")
+        .server(
+            micro::Server::new().subscribe(topic, move |_ctx: Context, n: u32| {
+                let seen = seen_tx.clone();
+                async move { seen.send(n).map_err(|_| Error::internal("test ended")) }
+            }),
+        )
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let client = world.client();
+    for n in 0..3u32 {
+        client.publish(topic, &n).await.unwrap();
+    }
+    for _ in 0..3 {
+        tokio::time::timeout(common::WAIT, seen_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Stopping drains the subscriber: every ack is counted by then.
+    running.stop().await.unwrap();
+    let page = parsed_page();
+    for event in ["published", "delivered", "acked"] {
+        let labels = [("topic", topic), ("event", event)];
+        assert_eq!(
+            value(&page, "micro_messages_total", &labels),
+            3.0,
+            "{event}"
+        );
+    }
+    let nacked = [("topic", topic), ("event", "nacked")];
+    assert_eq!(value(&page, "micro_messages_total", &nacked), 0.0);
+}

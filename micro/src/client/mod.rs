@@ -281,7 +281,9 @@ impl Client {
                     "the broker did not accept a message on {topic:?} in time"
                 ))
             })?
-            .map_err(|err| err.context(format!("publishing to {topic:?}")))
+            .map_err(|err| err.context(format!("publishing to {topic:?}")))?;
+        crate::metrics::Metrics::global().message(topic, "published");
+        Ok(())
     }
 
     /// Waits until the broker has sent on what it accepted ([`Broker::flush`]);
