@@ -300,19 +300,44 @@ async fn micro_admin_address_starts_the_admin_listener() {
     assert_eq!(closed.0, 0, "{closed:?}");
 }
 
+/// A subscriber of `topic` that reports each message on `seen`; `ordered`
+/// runs it through `subscribe_ordered` (the keyed pool) instead.
+fn subscriber(
+    topic: &'static str,
+    ordered: bool,
+    seen: tokio::sync::mpsc::UnboundedSender<u32>,
+) -> micro::Server {
+    let handler = move |_ctx: Context, n: u32| {
+        let seen = seen.clone();
+        async move { seen.send(n).map_err(|_| Error::internal("test ended")) }
+    };
+    if ordered {
+        micro::Server::new().subscribe_ordered(
+            topic,
+            micro::KeyedOrder::by(|n: &u32| *n % 2),
+            handler,
+        )
+    } else {
+        micro::Server::new().subscribe(topic, handler)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_counts_match_the_messages() {
-    let topic = "metrics.orders";
+    message_counts("metrics.orders", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_message_counts_match_the_messages() {
+    message_counts("metrics.ordered", true).await;
+}
+
+async fn message_counts(topic: &'static str, ordered: bool) {
     let world = World::new(Kind::Memory);
     let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
     let running = world
         .service("metrics-messages")
-        .server(
-            micro::Server::new().subscribe(topic, move |_ctx: Context, n: u32| {
-                let seen = seen_tx.clone();
-                async move { seen.send(n).map_err(|_| Error::internal("test ended")) }
-            }),
-        )
+        .server(subscriber(topic, ordered, seen_tx))
         .build()
         .unwrap()
         .start()

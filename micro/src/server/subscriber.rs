@@ -222,6 +222,7 @@ impl Worker {
                     break;
                 }
             };
+            Metrics::global().message(&worker.spec.topic, "delivered");
             let ctx = worker.context(&delivery);
             let (key, future) = match (ordered.decode)(ctx, &delivery.message) {
                 Ok(decoded) => decoded,
