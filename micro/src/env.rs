@@ -61,6 +61,8 @@ pub const TRANSPORT_ADDRESS: &str = "MICRO_TRANSPORT_ADDRESS";
 pub const REGISTER_TTL: &str = "MICRO_REGISTER_TTL";
 /// The variable setting how often a service renews its registration.
 pub const REGISTER_INTERVAL: &str = "MICRO_REGISTER_INTERVAL";
+/// The variable naming where a service serves `/metrics` and `/health/*`.
+pub const ADMIN_ADDRESS: &str = "MICRO_ADMIN_ADDRESS";
 
 /// A backend micro knows by name, and whether this build includes it.
 struct Known {
@@ -160,6 +162,9 @@ pub struct EnvConfig {
     pub register_ttl: Option<Duration>,
     /// From `MICRO_REGISTER_INTERVAL`: a service's re-register interval, unless set on its builder.
     pub register_interval: Option<Duration>,
+    /// From `MICRO_ADMIN_ADDRESS`: where a service serves its admin listener
+    /// ([`micro::admin`](crate::admin)), unless set on its builder.
+    pub admin_address: Option<String>,
 }
 
 impl Default for EnvConfig {
@@ -171,6 +176,7 @@ impl Default for EnvConfig {
             transport: default_choice("http"),
             register_ttl: None,
             register_interval: None,
+            admin_address: None,
         }
     }
 }
@@ -208,6 +214,7 @@ impl EnvConfig {
             transport: choose(&lookup, TRANSPORT, TRANSPORT_ADDRESS, "http", &TRANSPORTS)?,
             register_ttl: duration(&lookup, REGISTER_TTL)?,
             register_interval: duration(&lookup, REGISTER_INTERVAL)?,
+            admin_address: lookup(ADMIN_ADDRESS).filter(|address| !address.trim().is_empty()),
         })
     }
 

@@ -108,6 +108,7 @@
 //! a test keeps the two and the variables the code reads in step.
 #![doc = include_str!("../CONFIGURATION.md")]
 
+pub mod admin;
 pub mod client;
 pub mod codec;
 mod context;
@@ -115,6 +116,7 @@ mod endpoint;
 pub mod env;
 #[cfg(feature = "transport-grpc")]
 pub mod grpc;
+pub mod metrics;
 pub mod selector;
 pub mod server;
 pub mod service;

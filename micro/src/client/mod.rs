@@ -292,7 +292,9 @@ impl Client {
                     "the broker did not accept a message on {topic:?} in time"
                 ))
             })?
-            .map_err(|err| err.context(format!("publishing to {topic:?}")))
+            .map_err(|err| err.context(format!("publishing to {topic:?}")))?;
+        crate::metrics::Metrics::global().message(topic, "published");
+        Ok(())
     }
 
     /// Waits until the broker has sent on what it accepted ([`Broker::flush`]);
@@ -371,9 +373,15 @@ impl Client {
             tried: &tried,
         };
         let send = tower::service_fn(move |attempt| self.attempt(tries, attempt));
-        tower::retry::Retry::new(policy, send)
+        let timer = crate::metrics::Metrics::global().start(
+            crate::metrics::Side::Client,
+            call.target(),
+            &call.endpoint,
+        );
+        let outcome = tower::retry::Retry::new(policy, send)
             .oneshot(UnaryTry { metadata, body })
-            .await
+            .await;
+        timer.finish(outcome)
     }
 
     /// One try, bounded by the call's deadline.

@@ -13,6 +13,7 @@ use super::{RouteFn, auth::Authorizer};
 use crate::{
     Client, Context, Error, Result,
     config::Config,
+    metrics::{self, CallTimer, Metrics, Side},
     transport::{Request, Response},
 };
 
@@ -61,11 +62,30 @@ impl tower::Service<Request> for Router {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        self.inner.clone().dispatch(request).boxed()
+        let timer = self.inner.start_timer(&request);
+        let dispatch = self.inner.clone().dispatch(request);
+        async move { timer.finish(dispatch.await) }.boxed()
     }
 }
 
 impl Inner {
+    /// Counts and times the call in [`Metrics`]; a call to an endpoint this
+    /// server does not serve is labelled `<unknown>`, so callers cannot
+    /// choose label values.
+    fn start_timer(&self, request: &Request) -> CallTimer {
+        let service = if self.name.is_empty() {
+            request.service.as_str()
+        } else {
+            self.name.as_str()
+        };
+        let endpoint = if self.routes.contains_key(&request.endpoint) {
+            request.endpoint.as_str()
+        } else {
+            metrics::UNKNOWN
+        };
+        Metrics::global().start(Side::Server, service, endpoint)
+    }
+
     async fn dispatch(self: Arc<Self>, mut request: Request) -> Result<Response> {
         // Before the route is looked up: an unknown caller learns nothing,
         // not even which endpoints exist.

@@ -16,6 +16,7 @@ use super::{Server, SubscriberSpec, ordered::OrderedSpec, router::panic_message}
 use crate::{
     Client, Context, Error, Result,
     broker::{Delivery, DynBroker, SubscribeOptions, Subscription, keyed::KeyedPool},
+    metrics::Metrics,
 };
 
 /// How long a message whose handler failed waits before it is delivered
@@ -221,6 +222,7 @@ impl Worker {
                     break;
                 }
             };
+            Metrics::global().message(&worker.spec.topic, "delivered");
             let ctx = worker.context(&delivery);
             let (key, future) = match (ordered.decode)(ctx, &delivery.message) {
                 Ok(decoded) => decoded,
@@ -247,6 +249,7 @@ impl Worker {
     }
 
     async fn handle(&self, delivery: Delivery) {
+        Metrics::global().message(&self.spec.topic, "delivered");
         let ctx = self.context(&delivery);
         match (self.spec.handle)(ctx, &delivery.message) {
             Ok(future) => self.finish(delivery, future).await,
@@ -257,6 +260,7 @@ impl Worker {
     async fn drop_undecodable(&self, mut delivery: Delivery, err: Error) {
         let topic = &self.spec.topic;
         self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+        Metrics::global().message(topic, "undecodable");
         tracing::error!(
             topic = %topic,
             expected = self.spec.message_type,
@@ -272,15 +276,18 @@ impl Worker {
         match AssertUnwindSafe(future).catch_unwind().await {
             Ok(Ok(())) => {
                 self.counters.handled.fetch_add(1, Ordering::Relaxed);
+                Metrics::global().message(topic, "acked");
                 settle(topic, "ack", delivery.ack().await);
             }
             Ok(Err(err)) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                Metrics::global().message(topic, "nacked");
                 tracing::error!(topic = %topic, error = %err, redelivered = delivery.needs_ack(), "subscriber failed");
                 settle(topic, "nack", delivery.nack(Some(NACK_DELAY)).await);
             }
             Err(panic) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                Metrics::global().message(topic, "nacked");
                 tracing::error!(
                     topic = %topic,
                     panic = panic_message(panic.as_ref()),

@@ -92,6 +92,7 @@ pub struct Service {
     register_ttl: Duration,
     register_interval: Duration,
     grace_period: Duration,
+    admin_address: Option<String>,
     server: Server,
     hooks: Hooks,
     client: Client,
@@ -222,6 +223,7 @@ pub struct ServiceBuilder {
     server: Server,
     hooks: Hooks,
     client: ClientBuilder,
+    admin_address: Option<String>,
 }
 
 impl ServiceBuilder {
@@ -240,6 +242,7 @@ impl ServiceBuilder {
             grace_period: DEFAULT_GRACE_PERIOD,
             hooks: Hooks::default(),
             client: Client::builder(),
+            admin_address: None,
         }
     }
 
@@ -334,6 +337,14 @@ impl ServiceBuilder {
     /// How long stopping lets in-flight calls and messages finish (default 10 s).
     pub fn grace_period(mut self, grace: Duration) -> ServiceBuilder {
         self.grace_period = grace;
+        self
+    }
+
+    /// Serves `/metrics`, `/health/live` and `/health/ready` on `address`
+    /// ([`micro::admin`](crate::admin)) while the service runs; else
+    /// `MICRO_ADMIN_ADDRESS` in `build_from_env`, else no admin listener.
+    pub fn admin_address(mut self, address: impl Into<String>) -> ServiceBuilder {
+        self.admin_address = Some(address.into());
         self
     }
 
@@ -527,6 +538,7 @@ impl ServiceBuilder {
             register_ttl,
             register_interval,
             grace_period: self.grace_period,
+            admin_address: self.admin_address.or_else(|| env.admin_address.clone()),
             server: self.server.client(client.clone()),
             hooks: self.hooks,
             client,

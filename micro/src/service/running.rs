@@ -36,6 +36,8 @@ pub struct RunningService {
     subscribers: Option<Subscribers>,
     heartbeat: Option<Heartbeat>,
     registered: bool,
+    health: crate::admin::Health,
+    admin: Option<crate::admin::Admin>,
 }
 
 /// The re-registration task and the way to stop it.
@@ -74,6 +76,20 @@ impl RunningService {
         self.client.clone()
     }
 
+    /// Whether this instance is ready for traffic: ready once registered
+    /// with its subscribers running, not ready from the moment it starts
+    /// stopping (before its listener closes). Serve it with
+    /// [`micro::admin::serve`](crate::admin::serve).
+    pub fn health(&self) -> crate::admin::Health {
+        self.health.clone()
+    }
+
+    /// The admin listener's address, when the service has one
+    /// ([`ServiceBuilder::admin_address`](super::ServiceBuilder::admin_address)).
+    pub fn admin_address(&self) -> Option<&str> {
+        self.admin.as_ref().map(crate::admin::Admin::address)
+    }
+
     /// The service's running subscribers (with their message counts).
     pub fn subscribers(&self) -> Option<&Subscribers> {
         self.subscribers.as_ref()
@@ -85,6 +101,8 @@ impl RunningService {
     /// the first error is returned.
     pub async fn stop(mut self) -> Result<()> {
         let mut outcome = Outcome::default();
+        // Probes see the drain before the hooks, the registry or the listener do.
+        self.health.set_ready(false);
         for hook in self.hooks.before_stop.clone() {
             outcome.record("a before_stop hook", hook(&self).await);
         }
@@ -132,6 +150,10 @@ impl RunningService {
             }
         );
         outcome.record("stopping the listener", drained);
+        // Last of the listeners, so probes answer 503 throughout the drain.
+        if let Some(admin) = self.admin.take() {
+            admin.shutdown().await;
+        }
         // Last: handlers that ran during the drain may have published too.
         // What the broker accepted must leave the process before it exits.
         let flushed = tokio::time::timeout(grace, self.client.flush_broker())
@@ -216,6 +238,8 @@ pub(super) async fn start(service: Service) -> Result<RunningService> {
         subscribers: None,
         heartbeat: None,
         registered: false,
+        health: crate::admin::Health::default(),
+        admin: None,
     };
     // From here on, an early return drops `running`, which undoes what was done.
     let options = RegisterOptions::ttl(service.register_ttl);
@@ -237,6 +261,10 @@ pub(super) async fn start(service: Service) -> Result<RunningService> {
         options,
         service.register_interval,
     ));
+    if let Some(address) = &service.admin_address {
+        running.admin = Some(crate::admin::serve(address, running.health.clone()).await?);
+    }
+    running.health.set_ready(true);
     tracing::info!(
         service = %running.name,
         node = %running.node_id(),
