@@ -18,8 +18,8 @@ use crate::{
     Body, Error, Handler, Listener, Request, Result,
     call::{DeadlineTimer, StreamLimits, body_too_large, guard_call, limit_stream},
     listen::{
-        Activity, Admitted, CallGuard, ConnectionLimits, ListenerTls, PeerSubject, TrackedBody,
-        accept_until_stopped, drive,
+        Admitted, CallGuard, ConnectionLimits, ListenerTls, PeerSubject, TrackedBody,
+        accept_until_stopped,
     },
 };
 
@@ -130,39 +130,24 @@ async fn serve_connection(
     builder: hyper::server::conn::http2::Builder<TokioExecutor>,
     state: Arc<ServerState>,
 ) {
-    let Admitted {
-        stream,
-        peer,
-        accepted_at,
-        shutdown,
-        ..
-    } = admitted;
     let limits = state.limits.clone();
-    let Some(io) = state
-        .tls
-        .handshake(stream, accepted_at + limits.handshake_timeout)
-        .await
-    else {
+    let Some((io, opened)) = admitted.open(&state.tls, &limits).await else {
         return;
     };
-    let subject = io.peer_subject();
-    let activity = Activity::new();
     let service = hyper::service::service_fn({
-        let activity = activity.clone();
+        let (activity, subject) = (opened.activity.clone(), opened.subject.clone());
         move |request| handle(state.clone(), request, activity.begin(), subject.clone())
     });
     let connection = builder.serve_connection(TokioIo::new(io), service);
-    if let Some(Err(err)) = drive(
-        connection,
-        |connection| connection.graceful_shutdown(),
-        &activity,
-        accepted_at,
-        &limits,
-        &shutdown,
-    )
-    .await
-    {
-        tracing::debug!(%peer, error = %err, "grpc connection ended with an error");
+    let ended = opened
+        .run(
+            connection,
+            |connection| connection.graceful_shutdown(),
+            &limits,
+        )
+        .await;
+    if let Some(Err(err)) = ended {
+        tracing::debug!(peer = %opened.peer, error = %err, "grpc connection ended with an error");
     }
 }
 

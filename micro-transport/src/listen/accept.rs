@@ -2,6 +2,7 @@ use std::{
     collections::HashMap,
     future::Future,
     net::{IpAddr, SocketAddr},
+    pin::Pin,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -14,7 +15,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::ConnectionLimits;
+use super::{Activity, ConnectionLimits, ListenerTls, PeerSubject, drive, io::ServerIo};
 
 /// How long the accept loop pauses after a failed accept (such as running out
 /// of file descriptors), so it does not spin while the condition lasts.
@@ -30,6 +31,63 @@ pub(crate) struct Admitted {
     pub(crate) shutdown: CancellationToken,
     /// Gives the connection's place back when it closes.
     _slot: Slot,
+}
+
+impl Admitted {
+    /// Completes the TLS handshake, when `tls` is on, within the handshake
+    /// deadline: the connection's byte stream and what serving it needs;
+    /// `None` when the peer failed or missed the handshake (logged).
+    pub(crate) async fn open(
+        self,
+        tls: &ListenerTls,
+        limits: &ConnectionLimits,
+    ) -> Option<(ServerIo, OpenConnection)> {
+        let io = tls
+            .handshake(self.stream, self.accepted_at + limits.handshake_timeout)
+            .await?;
+        let opened = OpenConnection {
+            peer: self.peer,
+            subject: io.peer_subject(),
+            activity: Activity::new(),
+            accepted_at: self.accepted_at,
+            shutdown: self.shutdown,
+            _slot: self._slot,
+        };
+        Some((io, opened))
+    }
+}
+
+/// A connection past its handshake: who is on the other end, and its calls.
+pub(crate) struct OpenConnection {
+    pub(crate) peer: SocketAddr,
+    /// The client certificate's subject, under mutual TLS.
+    pub(crate) subject: Option<PeerSubject>,
+    /// The calls in flight, for the idle deadline.
+    pub(crate) activity: Arc<Activity>,
+    accepted_at: Instant,
+    shutdown: CancellationToken,
+    _slot: Slot,
+}
+
+impl OpenConnection {
+    /// Runs `connection` under the idle and first-call deadlines and the
+    /// server's shutdown (see [`drive`]); `None` when it was dropped.
+    pub(crate) async fn run<C: Future>(
+        &self,
+        connection: C,
+        graceful: impl Fn(Pin<&mut C>),
+        limits: &ConnectionLimits,
+    ) -> Option<C::Output> {
+        drive(
+            connection,
+            graceful,
+            &self.activity,
+            self.accepted_at,
+            limits,
+            &self.shutdown,
+        )
+        .await
+    }
 }
 
 /// The connections a stopped listener still has open.

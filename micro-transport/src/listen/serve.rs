@@ -10,8 +10,8 @@ use tokio::{net::TcpListener, sync::oneshot};
 use tower::ServiceExt;
 
 use super::{
-    Activity, Admitted, CallGuard, ConnectionLimits, ListenerTls, PeerSubject, TrackedBody,
-    accept_until_stopped, drive,
+    Admitted, CallGuard, ConnectionLimits, ListenerTls, PeerSubject, TrackedBody,
+    accept_until_stopped,
 };
 use crate::BoxError;
 
@@ -85,39 +85,25 @@ async fn serve_connection<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let Admitted {
-        stream,
-        peer,
-        accepted_at,
-        shutdown,
-        ..
-    } = admitted;
-    let Some(io) = tls
-        .handshake(stream, accepted_at + limits.handshake_timeout)
-        .await
-    else {
+    let Some((io, opened)) = admitted.open(&tls, &limits).await else {
         return;
     };
-    let subject = io.peer_subject();
-    let activity = Activity::new();
     let service = hyper::service::service_fn({
-        let activity = activity.clone();
+        let (activity, subject) = (opened.activity.clone(), opened.subject.clone());
         move |request| answer(service.clone(), request, activity.begin(), subject.clone())
     });
     let connection = builder
         .serve_connection(TokioIo::new(io), service)
         .into_owned();
-    if let Some(Err(err)) = drive(
-        connection,
-        |connection| connection.graceful_shutdown(),
-        &activity,
-        accepted_at,
-        &limits,
-        &shutdown,
-    )
-    .await
-    {
-        tracing::debug!(%peer, error = %err, "http connection ended with an error");
+    let ended = opened
+        .run(
+            connection,
+            |connection| connection.graceful_shutdown(),
+            &limits,
+        )
+        .await;
+    if let Some(Err(err)) = ended {
+        tracing::debug!(peer = %opened.peer, error = %err, "http connection ended with an error");
     }
 }
 
