@@ -89,6 +89,19 @@ macro_rules! forward_auth {
 
 forward_auth!(Arc<T>, Box<T>);
 
+/// The account behind an `authorization` value (`Bearer <token>`) as `auth`
+/// finds it, or `None` when there is no value. A value that is not a bearer
+/// token, or a token `auth` refuses, is `Unauthenticated`: a caller who sent
+/// a credential meant to be someone.
+pub async fn authenticate(auth: &dyn Auth, authorization: Option<&str>) -> Result<Option<Account>> {
+    let Some(value) = authorization else {
+        return Ok(None);
+    };
+    let token =
+        bearer_token(value).ok_or_else(|| Error::unauthenticated("the token is not valid"))?;
+    auth.inspect(token).await.map(Some)
+}
+
 /// The credential in an `authorization` value: the token after `Bearer `
 /// (any case), or `None` when there is none.
 pub fn bearer_token(authorization: &str) -> Option<&str> {

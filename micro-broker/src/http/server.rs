@@ -46,13 +46,9 @@ impl Gate {
     /// is taken out of the headers either way, so subscribers never see it.
     async fn admit(&self, topic: &str, headers: &mut micro_core::Metadata) -> Result<()> {
         let credential = headers.remove("authorization");
-        let account = match (credential, &self.auth) {
-            (Some(value), Some(auth)) => {
-                let token = micro_auth::bearer_token(&value)
-                    .ok_or_else(|| Error::unauthenticated("the token is not valid"))?;
-                Some(auth.inspect(token).await?)
-            }
-            _ => None,
+        let account = match &self.auth {
+            Some(auth) => micro_auth::authenticate(&**auth, credential.as_deref()).await?,
+            None => None,
         };
         self.rules.verify(account.as_ref(), &self.service, topic)
     }

@@ -3,9 +3,9 @@
 
 use std::sync::{PoisonError, RwLock};
 
-use micro_auth::{Account, Auth, DynAuth, Rules, bearer_token};
+use micro_auth::{Account, Auth, DynAuth, Rules, authenticate};
 
-use crate::{Error, Metadata, Result};
+use crate::{Metadata, Result};
 
 /// The metadata key (and HTTP header) carrying a caller's credential.
 pub(crate) const AUTHORIZATION: &str = "authorization";
@@ -44,11 +44,7 @@ impl Authorizer {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let account = match (metadata.get(AUTHORIZATION), auth) {
-            (Some(value), Some(auth)) => {
-                let token = bearer_token(value)
-                    .ok_or_else(|| Error::unauthenticated("the token is not valid"))?;
-                Some(auth.inspect(token).await?)
-            }
+            (Some(value), Some(auth)) => authenticate(&*auth, Some(value)).await?,
             // No token: a client certificate verified under mutual TLS may
             // still say who the caller is.
             (None, Some(auth)) => match metadata.get(micro_transport::PEER_SUBJECT) {
